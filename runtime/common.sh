@@ -5,8 +5,9 @@ CVRANK_RECIPE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CVRANK_PROJECT_ROOT="$(cd "$CVRANK_RECIPE_DIR/.." && pwd)"
 CVRANK_SUITE="trixie"
 CVRANK_DEB_PACKAGES="python3,python3-venv,python3-dev,g++,ca-certificates"
-# Files whose content defines the runtime. Any change to one of them yields a new runtime key.
-CVRANK_RECIPE_FILES="common.sh build.sh enter.sh install-envs.sh requirements-uv.lock requirements-tfx.lock requirements-airflow.lock"
+# Files whose content defines what the runtime holds. Any change to one of them (or to the suite and
+# package list above) yields a new runtime key, hence a rebuild; how the runtime is entered is not part of it.
+CVRANK_RECIPE_FILES="build.sh install-envs.sh requirements-uv.lock requirements-tfx.lock requirements-airflow.lock"
 
 cvrank_die() { echo "cvrank: $*" >&2; exit 1; }
 

@@ -22,7 +22,11 @@ mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
 mount --rbind /sys "$root/sys"
 mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
-for d in "${dirs[@]}"; do [ -n "$d" ] && mount --rbind "$d" "$root$d"; done
+for d in "${dirs[@]}"; do
+  [ -n "$d" ] || continue
+  mkdir -p "$root$d" 2>/dev/null || true   # a path under /tmp lives on the fresh tmpfs
+  mount --rbind "$d" "$root$d"
+done
 
 passenv=()
 for v in $(compgen -e); do

@@ -1,0 +1,23 @@
+# The two commands: `make run` (the main job) and `make test`. Both build the runtime when it is missing.
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast runtime lock clean-runtime
+
+run:
+	bin/cvrank smoke
+
+test:
+	tests/runtime/test_wrapper.sh
+	bin/cvrank exec -- python -m pytest $(PYTEST_ARGS)
+
+test-fast:
+	bin/cvrank exec -- python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+runtime:
+	bin/cvrank runtime build
+
+lock:
+	bin/cvrank exec -- runtime/lock.sh
+
+clean-runtime:
+	bin/cvrank runtime clean

@@ -1,0 +1,66 @@
+"""The Airflow env parses cvrank's dags/ folder, and the smoke DAG's tasks match the pipeline's nodes."""
+
+import ast
+import json
+import os
+import subprocess
+
+import pytest
+
+from cvrank.airflow_env import airflow_environ
+from cvrank.config import PROJECT_ROOT, PipelineConfig
+from pipeline import runner
+from pipeline.smoke import create_smoke_pipeline
+
+
+def _airflow(args, env, timeout=300):
+    return subprocess.run(["airflow", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory):
+    env = airflow_environ(str(tmp_path_factory.mktemp("ws")))
+    migrated = _airflow(["db", "migrate"], env)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    return env
+
+
+def test_dags_folder_has_no_import_errors(airflow_env):
+    result = _airflow(["dags", "list-import-errors", "--local", "-o", "json"], airflow_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Airflow prints warnings on stdout before the JSON document, which is the last line.
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [], result.stdout
+    listed = _airflow(["dags", "list", "--local", "-o", "plain"], airflow_env)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert "cvrank_smoke" in listed.stdout
+
+
+def test_smoke_dag_nodes_match_compiled_pipeline(tmp_path):
+    tree = ast.parse(open(os.path.join(PROJECT_ROOT, "dags", "cvrank_smoke.py")).read())
+    nodes = next(
+        ast.literal_eval(n.value) for n in tree.body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "NODES"
+    )
+    ir = runner.compile_pipeline(create_smoke_pipeline(str(tmp_path), PipelineConfig(workspace=str(tmp_path))))
+    assert nodes == runner.node_ids(ir)
+
+
+@pytest.mark.slow
+def test_smoke_dag_run_executes_every_node(airflow_env, tmp_path):
+    """A real `airflow dags test` run with a conf: each task launches its TFX node in the TFX env."""
+    from tests.test_smoke_pipeline import _write_rows
+    from pipeline import mlmd
+    from pipeline.smoke import smoke_metadata_path
+
+    _write_rows(tmp_path / "data" / "jobs" / "rows.csv")
+    conf = {"data_dir": str(tmp_path / "data"), "workspace": str(tmp_path / "ws"),
+            "beam_pipeline_args": ["--direct_num_workers=1"]}
+    result = _airflow(["dags", "test", "cvrank_smoke", "-c", json.dumps(conf)], airflow_env, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+
+    config = PipelineConfig().with_overrides(conf)
+    store = mlmd.sqlite_store(smoke_metadata_path(config))
+    [run_ctx] = store.get_contexts_by_type("pipeline_run")
+    assert run_ctx.name.startswith("airflow-")
+    states = mlmd.run_node_states(store, "cvrank-smoke", run_ctx.name)
+    assert states == {"CsvExampleGen": "COMPLETE", "StatisticsGen": "COMPLETE", "SchemaGen": "COMPLETE"}
