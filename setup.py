@@ -14,7 +14,8 @@ setup(
     python_requires=">=3.10,<3.14",
     packages=find_packages(
         include=["cvrank", "cvrank.*", "pipeline", "pipeline.*", "components", "components.*",
-                 "transform", "transform.*", "trainer", "trainer.*", "serving", "serving.*"]
+                 "transform", "transform.*", "trainer", "trainer.*", "serving", "serving.*",
+                 "evaluation", "evaluation.*"]
     ),
     install_requires=[
         "tfx==1.21.0",

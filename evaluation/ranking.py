@@ -1,0 +1,203 @@
+"""Ranking metrics over a full candidate ranking, in plain NumPy.
+
+One *job* (query) is described by two 1-D arrays of equal length N, aligned by candidate (CV) index:
+
+* ``relevance``: graded relevance of every CV for the job (cvrank uses 0, 1, 2; any finite value >= 0
+  is accepted).
+* ``scores``: the model's score of every CV for the job. Higher means ranked earlier.
+
+Every CV of the index is ranked (full-candidate ranking); nothing here samples negatives.
+
+Ranking and ties
+    CVs are ordered by score, descending. Equal scores are broken by candidate index, ascending (a
+    stable sort), so the ranking, and every metric below, is deterministic. NaN scores rank after every
+    other score (among themselves, by index again): a model emitting NaNs is scored as if it had ranked
+    those CVs last.
+
+Relevant CV
+    A CV is *relevant* for a job when ``relevance >= relevance_threshold`` (default 1; must be > 0).
+
+Per-job metrics (``rank`` is 1-based)
+    * AP: mean, over the job's relevant CVs, of precision at the rank of that CV.
+    * NDCG@k: DCG@k / IDCG@k with gain ``2**relevance - 1`` and discount ``1 / log2(rank + 1)``;
+      IDCG@k is the DCG@k of the CVs sorted by relevance, descending. Gains use the graded relevance
+      of every CV, not the binary relevant/not-relevant split.
+    * precision@k: number of relevant CVs in the first k ranks divided by k (by k even when N < k).
+    * recall@k: number of relevant CVs in the first k ranks divided by the job's number of relevant CVs.
+
+Jobs without a relevant CV
+    AP, NDCG and recall are undefined for a job without any relevant CV, and precision@k would be a
+    constant 0 that says nothing about the model. Aggregates over several jobs therefore exclude such
+    jobs from every metric, so all metrics average over the same set of jobs, and report how many
+    were excluded (``RankingAggregate.num_jobs_without_relevant``). An aggregate over no evaluable job
+    is NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+DEFAULT_RELEVANCE_THRESHOLD = 1.0
+DEFAULT_NDCG_K = 10
+DEFAULT_PRECISION_K = 10
+DEFAULT_RECALL_K = 100
+
+
+def _as_job_arrays(relevance, scores) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (relevance, scores) as 1-D float64 arrays; raises ValueError on bad shapes or labels."""
+    rel = np.asarray(relevance, dtype=np.float64).reshape(-1)
+    sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if rel.shape != sc.shape:
+        raise ValueError(
+            f"relevance and scores must have the same number of candidates: {rel.size} != {sc.size}"
+        )
+    if not np.all(np.isfinite(rel)):
+        raise ValueError("relevance must be finite")
+    return rel, sc
+
+
+def check_relevance_threshold(relevance_threshold: float) -> float:
+    """Returns the threshold as float; raises ValueError unless it is > 0."""
+    t = float(relevance_threshold)
+    # A threshold <= 0 would make CVs with zero gain "relevant" and NDCG's ideal DCG possibly 0.
+    if not t > 0:
+        raise ValueError(f"relevance_threshold must be > 0, got {relevance_threshold}")
+    return t
+
+
+def check_k(k: int) -> int:
+    """Returns k as int; raises ValueError unless it is a positive integer."""
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    return int(k)
+
+
+def rank_order(scores) -> np.ndarray:
+    """Returns candidate indices in rank order: score descending, ties by index ascending, NaN last."""
+    sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+    # argsort of -scores with a stable kind keeps equal scores in index order; NumPy sorts NaN last.
+    return np.argsort(-sc, kind="stable")
+
+
+def has_relevant(relevance, relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD) -> bool:
+    """True when at least one candidate has relevance >= relevance_threshold."""
+    t = check_relevance_threshold(relevance_threshold)
+    rel = np.asarray(relevance, dtype=np.float64).reshape(-1)
+    return bool(np.any(rel >= t))
+
+
+def average_precision(
+    relevance, scores, relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD
+) -> float:
+    """AP of one job; NaN when the job has no relevant CV.
+
+    AP = (1 / R) * sum over relevant CVs c of precision@rank(c), R = number of relevant CVs.
+    """
+    rel, sc = _as_job_arrays(relevance, scores)
+    t = check_relevance_threshold(relevance_threshold)
+    hits = (rel[rank_order(sc)] >= t).astype(np.float64)
+    num_relevant = hits.sum()
+    if num_relevant == 0:
+        return float("nan")
+    precision_at_rank = np.cumsum(hits) / np.arange(1, hits.size + 1)
+    return float(np.sum(precision_at_rank * hits) / num_relevant)
+
+
+def dcg_at_k(gains_in_rank_order: np.ndarray, k: int) -> float:
+    """DCG of the first k gains of a ranked list: sum_{r=1..k} gain_r / log2(r + 1)."""
+    g = np.asarray(gains_in_rank_order, dtype=np.float64)[: check_k(k)]
+    return float(np.sum(g / np.log2(np.arange(2, g.size + 2))))
+
+
+def ndcg_at_k(relevance, scores, k: int = DEFAULT_NDCG_K) -> float:
+    """NDCG@k of one job with exponential gains 2**relevance - 1; NaN when the ideal DCG@k is 0."""
+    rel, sc = _as_job_arrays(relevance, scores)
+    k = check_k(k)
+    gains = np.exp2(rel) - 1.0
+    ideal = dcg_at_k(np.sort(gains)[::-1], k)
+    if ideal <= 0:
+        return float("nan")
+    return dcg_at_k(gains[rank_order(sc)], k) / ideal
+
+
+def precision_at_k(
+    relevance, scores, k: int = DEFAULT_PRECISION_K,
+    relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD,
+) -> float:
+    """Relevant CVs among the first k ranks, divided by k (also when fewer than k CVs exist)."""
+    rel, sc = _as_job_arrays(relevance, scores)
+    k = check_k(k)
+    t = check_relevance_threshold(relevance_threshold)
+    return float(np.sum(rel[rank_order(sc)[:k]] >= t) / k)
+
+
+def recall_at_k(
+    relevance, scores, k: int = DEFAULT_RECALL_K,
+    relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD,
+) -> float:
+    """Relevant CVs among the first k ranks, divided by all relevant CVs; NaN without relevant CVs."""
+    rel, sc = _as_job_arrays(relevance, scores)
+    k = check_k(k)
+    t = check_relevance_threshold(relevance_threshold)
+    num_relevant = np.sum(rel >= t)
+    if num_relevant == 0:
+        return float("nan")
+    return float(np.sum(rel[rank_order(sc)[:k]] >= t) / num_relevant)
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingAggregate:
+    """A metric averaged over jobs.
+
+    value: weighted mean of the per-job metric over jobs with at least one relevant CV (NaN if none).
+    num_jobs: total weight (number, when unweighted) of the jobs that entered the mean.
+    num_jobs_without_relevant: total weight of the jobs excluded for having no relevant CV.
+    """
+
+    value: float
+    num_jobs: float
+    num_jobs_without_relevant: float
+
+
+def mean_over_jobs(
+    per_job_metric: Callable[[np.ndarray, np.ndarray], float],
+    relevance_rows: Iterable,
+    score_rows: Iterable,
+    relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD,
+    weights: Optional[Iterable[float]] = None,
+) -> RankingAggregate:
+    """Averages ``per_job_metric(relevance, scores)`` over jobs, excluding jobs without relevant CVs.
+
+    Rows may differ in length between jobs (each job is ranked on its own). ``weights`` are per-job
+    weights (default 1 each).
+    """
+    relevance_rows = list(relevance_rows)
+    score_rows = list(score_rows)
+    if len(relevance_rows) != len(score_rows):
+        raise ValueError("relevance_rows and score_rows must have the same number of jobs")
+    weights = [1.0] * len(relevance_rows) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(relevance_rows):
+        raise ValueError("weights must have one value per job")
+    total = used = excluded = 0.0
+    for rel, sc, w in zip(relevance_rows, score_rows, weights):
+        if has_relevant(rel, relevance_threshold):
+            total += w * per_job_metric(rel, sc)
+            used += w
+        else:
+            excluded += w
+    return RankingAggregate(total / used if used > 0 else float("nan"), used, excluded)
+
+
+def mean_average_precision(
+    relevance_rows: Iterable, score_rows: Iterable,
+    relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD,
+    weights: Optional[Iterable[float]] = None,
+) -> RankingAggregate:
+    """MAP: mean AP over jobs with at least one relevant CV; see ``mean_over_jobs``."""
+    return mean_over_jobs(
+        lambda r, s: average_precision(r, s, relevance_threshold),
+        relevance_rows, score_rows, relevance_threshold, weights,
+    )

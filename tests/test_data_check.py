@@ -1,0 +1,500 @@
+"""The data-validation gate: curated schemas (pipeline/schemas/) with ExampleValidator, and the
+DataCheck component.
+
+End to end: the valid tiny dataset passes without anomalies and DataCheck writes one ranking example
+per job with its judgments; each kind of bad data fails the run with a DataValidationError naming
+the file kind, field and offending values. Fast unit tests cover the Beam checks and the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import shutil
+
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.testing.util import assert_that, equal_to
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx import v1 as tfx
+from tfx.types import artifact_utils, standard_artifacts
+
+from components.data_check import DataCheck, DataValidationError
+from components.data_check import checks, report
+from cvrank.config import PROJECT_ROOT
+from pipeline import mlmd, runner
+
+TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
+SCHEMAS = os.path.join(PROJECT_ROOT, "pipeline", "schemas")
+BEAM_ARGS = ["--direct_num_workers=1"]
+
+
+# ---- the pipeline's validation half, wired as pipeline/pipeline.py wires it ----------------------
+
+def validation_pipeline(data_dir: str, workdir: str) -> tfx.dsl.Pipeline:
+    """ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator for texts, jobs and
+    judgments, then DataCheck; uncached, metadata and artifacts under `workdir`."""
+    split = tfx.proto.Input.Split
+    texts_splits = [split(name="cvs", pattern="cvs/*.csv")]
+    if glob.glob(os.path.join(data_dir, "corpus", "*.csv")):
+        texts_splits.append(split(name="corpus", pattern="corpus/*.csv"))
+    texts_gen = tfx.components.CsvExampleGen(
+        input_base=data_dir,
+        input_config=tfx.proto.Input(splits=texts_splits),
+        output_config=(tfx.proto.Output() if len(texts_splits) > 1 else _one_split("cvs")),
+    ).with_id("texts_example_gen")
+    jobs_gen = tfx.components.CsvExampleGen(
+        input_base=data_dir,
+        input_config=tfx.proto.Input(splits=[split(name="jobs", pattern="jobs/*.csv")]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
+            splits=[tfx.proto.SplitConfig.Split(name="eval", hash_buckets=1),
+                    tfx.proto.SplitConfig.Split(name="test", hash_buckets=1)],
+            partition_feature_name="job_id")),
+    ).with_id("jobs_example_gen")
+    judgments_gen = tfx.components.CsvExampleGen(
+        input_base=data_dir,
+        input_config=tfx.proto.Input(splits=[split(name="judgments", pattern="judgments/*.csv")]),
+        output_config=_one_split("all"),
+    ).with_id("judgments_example_gen")
+
+    components = [texts_gen, jobs_gen, judgments_gen]
+    anomalies = {}
+    for name, gen in (("texts", texts_gen), ("jobs", jobs_gen), ("judgments", judgments_gen)):
+        stats = tfx.components.StatisticsGen(examples=gen.outputs["examples"]).with_id(
+            f"{name}_statistics_gen")
+        schema = tfx.components.ImportSchemaGen(
+            schema_file=os.path.join(SCHEMAS, f"{name}.pbtxt")).with_id(f"{name}_schema_gen")
+        validator = tfx.components.ExampleValidator(
+            statistics=stats.outputs["statistics"], schema=schema.outputs["schema"]).with_id(
+            f"{name}_example_validator")
+        components += [stats, schema, validator]
+        anomalies[name] = validator.outputs["anomalies"]
+    components.append(DataCheck(
+        texts=texts_gen.outputs["examples"],
+        jobs=jobs_gen.outputs["examples"],
+        judgments=judgments_gen.outputs["examples"],
+        texts_anomalies=anomalies["texts"],
+        jobs_anomalies=anomalies["jobs"],
+        judgments_anomalies=anomalies["judgments"]))
+    return tfx.dsl.Pipeline(
+        pipeline_name="data-check-test",
+        pipeline_root=os.path.join(workdir, "root"),
+        components=components,
+        enable_cache=False,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            os.path.join(workdir, "metadata.sqlite")),
+        beam_pipeline_args=BEAM_ARGS,
+    )
+
+
+def _one_split(name: str):
+    return tfx.proto.Output(split_config=tfx.proto.SplitConfig(
+        splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=1)]))
+
+
+def _read_examples(split_dir: str) -> list[tf.train.Example]:
+    out = []
+    for path in sorted(glob.glob(os.path.join(split_dir, "*.gz"))):
+        for record in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+            out.append(tf.train.Example.FromString(record.numpy()))
+    return out
+
+
+def _values(example: tf.train.Example, name: str) -> list:
+    return checks.feature_values(example, name)
+
+
+# ---- fast: schemas, Beam checks, report, executor ------------------------------------------------
+
+def _example(**features) -> tf.train.Example:
+    """A tf.Example as CsvExampleGen writes it: str -> bytes, int -> int64, None -> a present
+    feature without values (an empty CSV cell)."""
+    example = tf.train.Example()
+    for name, value in features.items():
+        feature = example.features.feature[name]
+        if value is None:
+            feature.bytes_list.SetInParent()
+        elif isinstance(value, int):
+            feature.int64_list.value.append(value)
+        else:
+            feature.bytes_list.value.append(value.encode("utf-8"))
+    return example
+
+
+def _schema_anomalies(schema_name: str, examples) -> dict:
+    """{feature: [anomaly type names]} of TFDV's validation of `examples` against a schema file,
+    as ExampleValidator validates (statistics of one split, no environment)."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_data_validation.statistics import stats_impl
+    from tfx.utils import io_utils
+    from tfx_bsl.coders import example_coder
+
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(
+        [e.SerializeToString() for e in examples])
+    schema = io_utils.SchemaReader().read(os.path.join(SCHEMAS, f"{schema_name}.pbtxt"))
+    anomalies = tfdv.validate_statistics(stats_impl.generate_statistics_in_memory(batch), schema)
+    return {name: sorted(anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason)
+            for name, info in anomalies.anomaly_info.items()}
+
+
+CV_TEXT = "Experience: Prepare budgets. Skills: Examine financial records."
+JOB = dict(job_id="13-2011.00", title="Accountants", text="Examine records.", major_group=13,
+           minor_group="13-20")
+
+
+@pytest.mark.parametrize("schema_name, examples, expected", [
+    ("texts", [_example(cv_id="cv-1", text=CV_TEXT), _example(cv_id="cv-2", text=CV_TEXT)], {}),
+    # The corpus split has no cv_id column: the texts schema allows that.
+    ("texts", [_example(text="corpus text"), _example(text="more corpus text")], {}),
+    ("texts", [_example(cv_id="cv-1"), _example(cv_id="cv-2")],
+     {"text": ["SCHEMA_MISSING_COLUMN"]}),
+    ("texts", [_example(cv_id="cv-1", text=None), _example(cv_id="cv-2", text=CV_TEXT)],
+     {"text": ["FEATURE_TYPE_LOW_NUMBER_VALUES"]}),
+    ("jobs", [_example(**JOB)], {}),
+    ("jobs", [_example(**{**JOB, "major_group": "13"})],
+     {"major_group": ["UNEXPECTED_DATA_TYPE"]}),
+    ("jobs", [_example(**{**JOB, "minor_group": None})],
+     {"minor_group": ["FEATURE_TYPE_LOW_NUMBER_VALUES"]}),
+    ("judgments", [_example(job_id="j", cv_id="c", relevance=r) for r in (0, 1, 2)], {}),
+    ("judgments", [_example(job_id="j", cv_id="c", relevance=3)],
+     {"relevance": ["INT_TYPE_BIG_INT"]}),
+    ("judgments", [_example(job_id="j", relevance=1)], {"cv_id": ["SCHEMA_MISSING_COLUMN"]}),
+])
+def test_schemas(schema_name, examples, expected):
+    assert _schema_anomalies(schema_name, examples) == expected
+
+
+def test_ranking_example_without_judgments_has_empty_typed_lists():
+    example = checks.ranking_example(_example(**JOB), [])
+    parsed = tf.io.parse_single_example(example.SerializeToString(), {
+        "judged_cv_ids": tf.io.VarLenFeature(tf.string),
+        "judged_relevance": tf.io.VarLenFeature(tf.int64),
+        "text_words_bucket": tf.io.FixedLenFeature([], tf.string),
+        "major_group": tf.io.FixedLenFeature([], tf.int64),
+    })
+    assert parsed["judged_cv_ids"].values.shape == (0,)
+    assert parsed["judged_relevance"].values.shape == (0,)
+    assert parsed["text_words_bucket"].numpy() == b"short"
+    assert parsed["major_group"].numpy() == 13
+
+
+@pytest.mark.parametrize("words, bucket", [
+    (1, "short"), (19, "short"), (20, "medium"), (39, "medium"), (40, "long"), (500, "long")])
+def test_words_bucket(words, bucket):
+    assert checks.words_bucket(" ".join(["word"] * words) + "  \n") == bucket
+
+
+def test_sample_and_count_keeps_a_bounded_sorted_sample():
+    fn = checks.SampleAndCount(3)
+    left = fn.create_accumulator()
+    for v in ["e", "b", "g", "a"]:
+        left = fn.add_input(left, v)
+    right = fn.add_input(fn.create_accumulator(), "c")
+    assert fn.extract_output(fn.merge_accumulators([left, right])) == (5, ["a", "b", "c"])
+
+
+def _ser(**features) -> bytes:
+    return _example(**features).SerializeToString()
+
+
+def _job(job_id, words=5):
+    return _ser(**{**JOB, "job_id": job_id, "text": " ".join(["w"] * words)})
+
+
+def test_check_and_join_finds_every_cross_reference_problem():
+    cvs = [_ser(cv_id="c1", text=CV_TEXT), _ser(cv_id="c2", text=CV_TEXT),
+           _ser(cv_id="c2", text=CV_TEXT), _ser(cv_id="c3", text=None), _ser(text="no id")]
+    corpus = [_ser(text="corpus"), _ser(text="   ")]
+    jobs = [("eval", _job("j1", 45)), ("test", _job("j2")), ("eval", _job("j3", 120)),
+            ("test", _job("j4")), ("test", _job("j4"))]
+    judgments = [_ser(job_id=j, cv_id=c, relevance=r) for j, c, r in [
+        ("j1", "c2", 2), ("j1", "c1", 1), ("j1", "c1", 1), ("j2", "c1", 0), ("j9", "c1", 1),
+        ("j2", "cX", 1), ("j2", "c3", 5)]] + [_ser(job_id="j2", cv_id="c2")]
+
+    def ranking_row(kv):
+        split, serialized = kv
+        e = tf.train.Example.FromString(serialized)
+        return (split, _values(e, "job_id")[0], tuple(_values(e, "judged_cv_ids")),
+                tuple(_values(e, "judged_relevance")), _values(e, "text_words_bucket")[0],
+                _values(e, "major_group")[0])
+
+    def summary_row(r):
+        if r["record"] == checks.COUNT:
+            return ("count", r["name"], r["value"])
+        return (r["file_kind"], r["field"], r["problem"], r["count"], tuple(r["sample"]))
+
+    with beam.Pipeline() as p:
+        ranking, summary = checks.check_and_join(
+            p | "Cvs" >> beam.Create(cvs), p | "Corpus" >> beam.Create(corpus),
+            p | "Jobs" >> beam.Create(jobs), p | "Judgments" >> beam.Create(judgments), 10)
+        assert_that(ranking | beam.Map(ranking_row), equal_to([
+            ("eval", "j1", ("c1", "c1", "c2"), (1, 1, 2), "medium", 13),
+            ("test", "j2", ("c1", "cX"), (0, 1), "short", 13),  # invalid grades are left out
+            ("eval", "j3", (), (), "long", 13),
+        ]), label="Ranking")
+        assert_that(summary | beam.Map(summary_row), equal_to([
+            ("cvs", "cv_id", "missing or not a single value (CV text shown)", 1, ("'no id'",)),
+            ("cvs", "cv_id", "duplicate cv_id", 1, ("c2 (2 rows)",)),
+            ("cvs", "text", "empty text (cv_id shown)", 1, ("c3",)),
+            ("corpus", "text", "empty text", 1, ("<empty>",)),
+            ("jobs", "job_id", "duplicate job_id", 1, ("j4 (2 rows)",)),
+            ("judgments", "(job_id, cv_id)", "duplicate judgment", 1, ("j1, c1 (2 rows)",)),
+            ("judgments", "job_id", "not among the jobs (jobs/*.csv)", 1, ("j9 (in 1 judgment)",)),
+            ("judgments", "cv_id", "not among the CVs (cvs/*.csv)", 1, ("cX (in 1 judgment)",)),
+            ("judgments", "relevance", "not one of 0, 1, 2", 2,
+             ("job_id j2, cv_id c2: relevance <none>", "job_id j2, cv_id c3: relevance 5")),
+            ("count", "num_cvs", 5), ("count", "num_corpus_texts", 2), ("count", "num_jobs", 5),
+            ("count", "num_judgments", 8), ("count", "num_judged_jobs", 3),
+        ]), label="Summary")
+
+
+def _examples_artifact(root, name, splits):
+    """An Examples artifact as ExampleGen writes it: `Split-<name>/*.gz` GZIP TFRecords."""
+    artifact = standard_artifacts.Examples()
+    artifact.uri = os.path.join(root, name)
+    artifact.split_names = artifact_utils.encode_split_names(list(splits))
+    for split, records in splits.items():
+        directory = artifact_utils.get_split_uri([artifact], split)
+        os.makedirs(directory)
+        with tf.io.TFRecordWriter(os.path.join(directory, "data_tfrecord-00000-of-00001.gz"),
+                                  options="GZIP") as writer:
+            for record in records:
+                writer.write(record)
+    return artifact
+
+
+def _anomalies_artifact(root, name, splits, anomalies=None):
+    """An ExampleAnomalies artifact as ExampleValidator writes it: `Split-<name>/SchemaDiff.pb`."""
+    artifact = standard_artifacts.ExampleAnomalies()
+    artifact.uri = os.path.join(root, name)
+    artifact.split_names = artifact_utils.encode_split_names(list(splits))
+    for split in splits:
+        directory = artifact_utils.get_split_uri([artifact], split)
+        os.makedirs(directory)
+        proto = (anomalies or {}).get(split, anomalies_pb2.Anomalies())
+        with open(os.path.join(directory, "SchemaDiff.pb"), "wb") as f:
+            f.write(proto.SerializeToString())
+    return artifact
+
+
+def _run_executor(root, judgments, anomalies=None):
+    from components.data_check import executor
+
+    texts = {"cvs": [_ser(cv_id="c1", text=CV_TEXT), _ser(cv_id="c2", text=CV_TEXT)]}
+    jobs = {"eval": [_job("j1")], "test": [_job("j2")]}
+    output = standard_artifacts.Examples()
+    output.uri = os.path.join(root, "ranking_examples")
+    inputs = {
+        "texts": [_examples_artifact(root, "texts", texts)],
+        "jobs": [_examples_artifact(root, "jobs", jobs)],
+        "judgments": [_examples_artifact(root, "judgments", {"all": judgments})],
+        "texts_anomalies": [_anomalies_artifact(root, "ta", texts, anomalies)],
+        "jobs_anomalies": [_anomalies_artifact(root, "ja", jobs)],
+        "judgments_anomalies": [_anomalies_artifact(root, "ua", ["all"])],
+    }
+    context = executor.Executor.Context(beam_pipeline_args=BEAM_ARGS,
+                                        tmp_dir=os.path.join(root, "tmp"), unique_id="1")
+    executor.Executor(context).Do(inputs, {"ranking_examples": [output]}, {"max_samples": 10})
+    return output
+
+
+def test_executor_writes_ranking_examples(tmp_path):
+    output = _run_executor(str(tmp_path), [_ser(job_id="j1", cv_id="c2", relevance=2),
+                                           _ser(job_id="j1", cv_id="c1", relevance=1)])
+    assert artifact_utils.decode_split_names(output.split_names) == ["eval", "test"]
+    assert output.get_int_custom_property("num_judged_jobs") == 1
+    (j1,) = _read_examples(artifact_utils.get_split_uri([output], "eval"))
+    assert _values(j1, "judged_cv_ids") == ["c1", "c2"]
+    assert _values(j1, "judged_relevance") == [1, 2]
+    (j2,) = _read_examples(artifact_utils.get_split_uri([output], "test"))
+    assert _values(j2, "judged_cv_ids") == [] and _values(j2, "judged_relevance") == []
+
+
+def test_executor_raises_on_cross_reference_problems(tmp_path):
+    unknown = [_ser(job_id="j1", cv_id=f"cv-{k:02d}", relevance=1) for k in range(12, 0, -1)]
+    with pytest.raises(DataValidationError) as raised:
+        _run_executor(str(tmp_path), unknown + [_ser(job_id="j7", cv_id="c1", relevance=1)])
+    message = str(raised.value)
+    assert ("judgments: cv_id: not among the CVs (cvs/*.csv): 12 found: "
+            + ", ".join(f"cv-{k:02d} (in 1 judgment)" for k in range(1, 11))
+            + ", ... (2 more)") in message
+    assert "judgments: job_id: not among the jobs (jobs/*.csv): 1 found: j7 (in 1 judgment)" \
+        in message
+
+
+def test_executor_raises_on_anomalies(tmp_path):
+    anomalies = anomalies_pb2.Anomalies()
+    info = anomalies.anomaly_info["text"]
+    info.short_description = "Column dropped"
+    info.description = "Column is completely missing"
+    info.reason.add(type=anomalies_pb2.AnomalyInfo.SCHEMA_MISSING_COLUMN,
+                    short_description="Column dropped",
+                    description="The feature was present in fewer examples than expected.")
+    with pytest.raises(DataValidationError) as raised:
+        _run_executor(str(tmp_path), [_ser(job_id="j1", cv_id="c1", relevance=1)],
+                      {"cvs": anomalies})
+    assert ("cvs (split cvs): feature 'text': Column dropped: The feature was present in fewer "
+            "examples than expected. [SCHEMA_MISSING_COLUMN]") in str(raised.value)
+
+
+def test_report_reads_text_anomalies_files(tmp_path):
+    artifact = standard_artifacts.ExampleAnomalies()
+    artifact.uri = str(tmp_path)
+    artifact.split_names = artifact_utils.encode_split_names(["corpus", "missing"])
+    os.makedirs(tmp_path / "Split-corpus")
+    (tmp_path / "Split-corpus" / "anomalies.pbtxt").write_text(
+        'anomaly_info { key: "text" value { short_description: "Missing values" '
+        'description: "Some examples have fewer values than expected." } }')
+    found = report.anomalies_of(artifact, {"corpus": "corpus"}, "texts")
+    assert [(a.file_kind, a.split, a.feature, a.short_description) for a in found] == [
+        ("corpus", "corpus", "text", "Missing values"),
+        ("texts", "missing", "", "No validation result")]
+
+
+# ---- the valid tiny dataset ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """One run of the validation half over the valid tiny dataset (shared by the tests below)."""
+    workdir = str(tmp_path_factory.mktemp("baseline"))
+    runner.run_pipeline(validation_pipeline(TINY, workdir))
+    (uri,) = glob.glob(os.path.join(workdir, "root", "DataCheck", "ranking_examples", "*"))
+    store = mlmd.sqlite_store(os.path.join(workdir, "metadata.sqlite"))
+    (mlmd_artifact,) = store.get_artifacts_by_uri(uri)
+    artifact = standard_artifacts.Examples()
+    artifact.set_mlmd_artifact(mlmd_artifact)
+    return {"workdir": workdir, "artifact": artifact}
+
+
+@pytest.mark.slow
+def test_valid_tiny_dataset_has_no_anomalies(baseline):
+    split_dirs = glob.glob(os.path.join(baseline["workdir"], "root", "*_example_validator",
+                                        "anomalies", "*", "Split-*"))
+    names = sorted(os.path.relpath(d, os.path.join(baseline["workdir"], "root")).split(os.sep)[0]
+                   + "/" + os.path.basename(d) for d in split_dirs)
+    assert names == ["jobs_example_validator/Split-eval", "jobs_example_validator/Split-test",
+                     "judgments_example_validator/Split-all",
+                     "texts_example_validator/Split-corpus", "texts_example_validator/Split-cvs"]
+    for d in split_dirs:
+        anomalies = report.read_anomalies_proto(d)
+        assert anomalies is not None and not anomalies.anomaly_info, (d, anomalies)
+        assert not anomalies.HasField("dataset_anomaly_info")
+
+
+@pytest.mark.slow
+def test_ranking_examples_artifact(baseline):
+    artifact = baseline["artifact"]
+    assert artifact_utils.decode_split_names(artifact.split_names) == ["eval", "test"]
+    assert artifact.get_string_custom_property("file_format") == "tfrecords_gzip"
+    assert artifact.get_string_custom_property("payload_format") == "FORMAT_TF_EXAMPLE"
+    assert artifact.get_int_custom_property("num_jobs") == 16
+    assert artifact.get_int_custom_property("num_cvs") == 48
+    assert artifact.get_int_custom_property("num_judgments") == 96
+    assert artifact.get_int_custom_property("num_judged_jobs") == 16
+    assert artifact.get_int_custom_property("num_corpus_texts") == 200
+
+    by_split = {s: _read_examples(artifact_utils.get_split_uri([artifact], s))
+                for s in ("eval", "test")}
+    assert all(by_split.values()), "both splits hold jobs"
+    jobs = [e for examples in by_split.values() for e in examples]
+    ids = [_values(e, "job_id")[0] for e in jobs]
+    assert len(ids) == 16 and len(set(ids)) == 16
+    assert sum(len(_values(e, "judged_cv_ids")) for e in jobs) == 96
+
+    (hr,) = [e for e in jobs if _values(e, "job_id") == ["13-1071.00"]]
+    # tests/data/tiny/judgments/judgments.csv rows of job 13-1071.00, sorted by cv_id.
+    assert _values(hr, "judged_cv_ids") == ["cv-000001", "cv-000027", "cv-000033",
+                                            "cv-000039", "cv-000042", "cv-000047"]
+    assert _values(hr, "judged_relevance") == [2, 1, 2, 1, 2, 1]
+    assert _values(hr, "title") == ["Human Resources Specialists"]
+    assert _values(hr, "major_group") == [13]  # stays INT
+    assert _values(hr, "minor_group") == ["13-10"]
+    assert _values(hr, "text_words_bucket") == ["short"]  # 18 words
+    (strategists,) = [e for e in jobs if _values(e, "job_id") == ["13-1161.01"]]
+    assert _values(strategists, "text_words_bucket") == ["medium"]  # 48 words
+
+
+# ---- bad data: each case alone fails the run -----------------------------------------------------
+
+def _rewrite(path: str, edit) -> None:
+    """Rewrites the CSV at `path` with `edit(rows)` (rows include the header)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows = edit(rows)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def _drop_column(name):
+    def edit(rows):
+        k = rows[0].index(name)
+        return [r[:k] + r[k + 1:] for r in rows]
+    return edit
+
+
+def _set_cell(row, column, value):
+    def edit(rows):
+        rows[row][rows[0].index(column)] = value
+        return rows
+    return edit
+
+
+def _append(row):
+    return lambda rows: rows + [row]
+
+
+def _duplicate_row(row):
+    return lambda rows: rows + [list(rows[row])]
+
+
+BAD_CASES = {
+    # case: ([(file, edit), ...], (schema anomalies, kinds of cross-reference problems),
+    #        substrings the report must contain)
+    "a_cvs_without_text_column": (
+        [("cvs/cvs.csv", _drop_column("text"))], (1, 1),
+        ["cvs (split cvs): feature 'text': Column dropped", "[SCHEMA_MISSING_COLUMN]",
+         "cvs: text: empty text (cv_id shown): 48 found: cv-000001, cv-000002"]),
+    "b_empty_cv_text": (
+        [("cvs/cvs.csv", _set_cell(5, "text", ""))], (1, 1),
+        ["cvs (split cvs): feature 'text': Missing values",
+         "cvs: text: empty text (cv_id shown): 1 found: cv-000005"]),
+    "c_unknown_cv_id_and_job_id": (
+        [("judgments/judgments.csv", _append(["13-1071.00", "cv-999999", "1"])),
+         ("judgments/judgments.csv", _append(["99-9999.00", "cv-000001", "1"]))], (0, 2),
+        ["judgments: cv_id: not among the CVs (cvs/*.csv): 1 found: cv-999999 (in 1 judgment)",
+         "judgments: job_id: not among the jobs (jobs/*.csv): 1 found: "
+         "99-9999.00 (in 1 judgment)"]),
+    "d_relevance_3": (
+        [("judgments/judgments.csv", _set_cell(1, "relevance", "3"))], (1, 1),
+        ["judgments (split all): feature 'relevance': Out-of-range values",
+         "judgments: relevance: not one of 0, 1, 2: 1 found: "
+         "job_id 13-1071.00, cv_id cv-000001: relevance 3"]),
+    "e_duplicate_cv_id": (
+        [("cvs/cvs.csv", _duplicate_row(3))], (0, 1),
+        ["cvs: cv_id: duplicate cv_id: 1 found: cv-000003 (2 rows)"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_data_fails_the_run_with_a_report(case, tmp_path):
+    edits, (n_anomalies, n_problems), expected = BAD_CASES[case]
+    data = tmp_path / "data"
+    shutil.copytree(TINY, data)
+    shutil.rmtree(data / "corpus")  # the corpus is optional; dropping it keeps the runs short
+    for path, edit in edits:
+        _rewrite(str(data / path), edit)
+    with pytest.raises(DataValidationError) as raised:
+        runner.run_pipeline(validation_pipeline(str(data), str(tmp_path / "work")))
+    message = str(raised.value)
+    assert (f"(schema anomalies: {n_anomalies}, kinds of cross-reference problems: "
+            f"{n_problems})") in message, message
+    for text in expected:
+        assert text in message, f"{text!r} not in the report:\n{message}"
+    # Nothing downstream may read a half-checked output: the failed execution publishes nothing.
+    store = mlmd.sqlite_store(str(tmp_path / "work" / "metadata.sqlite"))
+    published = [a.uri for a in store.get_artifacts_by_type("Examples")
+                 if "/DataCheck/" in a.uri and a.state == a.LIVE]
+    assert not published

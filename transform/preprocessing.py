@@ -1,0 +1,102 @@
+"""The tf.Transform `preprocessing_fn` of cvrank's Transform component.
+
+Input: the raw string feature `text`, one document per example, as a dense Tensor of shape [batch]
+or [batch, 1] (FixedLenFeature), a SparseTensor of shape [batch, None] (VarLenFeature, what a
+schema without a fixed shape gives) or a RaggedTensor [batch, None]. When an example holds several
+values they are joined with a space; an example with no value is an empty document.
+
+Output (see docs/architecture.md, "Transform output"):
+- `token_ids`: int64 SparseTensor of shape [batch, None], a variable-length feature holding the ids
+  of the document's tokens (`transform.tokenizer.tokenize`) in order, looked up in the vocabulary
+  named `vocab` (`tft.TFTransformOutput.vocabulary_file_by_name("vocab")`); `-1` for tokens not in
+  the vocabulary. Row i of the vocabulary file is the token with id i; TFT orders it by descending
+  frequency.
+
+Vocabulary parameters come from the Transform component's `custom_config` (TFX binds it because
+`preprocessing_fn` has a `custom_config` parameter):
+- `vocab_min_count` (int >= 1, default 5): tokens seen fewer times in the analysed data are left
+  out (TFT `frequency_threshold`, counting every occurrence, not documents).
+- `vocab_max_size` (int >= 1 or None, default None = unlimited): keep only the most frequent
+  tokens (TFT `top_k`), applied after the min count.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from transform.tokenizer import tokenize
+
+TEXT_KEY = "text"
+TOKEN_IDS_KEY = "token_ids"
+VOCAB_NAME = "vocab"
+OOV_ID = -1
+
+VOCAB_MIN_COUNT_KEY = "vocab_min_count"
+VOCAB_MAX_SIZE_KEY = "vocab_max_size"
+DEFAULT_VOCAB_MIN_COUNT = 5
+DEFAULT_VOCAB_MAX_SIZE = None
+
+
+def vocab_params(custom_config: Optional[Mapping[str, Any]]) -> tuple[int, Optional[int]]:
+    """Returns (min_count, max_size) from a Transform custom_config, with defaults filled in.
+
+    Raises:
+        ValueError: on an unknown `vocab_*` key or a value that is not a positive integer
+            (`vocab_max_size` may also be None).
+    """
+    config = dict(custom_config or {})
+    unknown = sorted(k for k in config if k.startswith("vocab_")
+                     and k not in (VOCAB_MIN_COUNT_KEY, VOCAB_MAX_SIZE_KEY))
+    if unknown:
+        raise ValueError(f"unknown vocabulary setting(s) in custom_config: {unknown}")
+
+    def positive_int(key, value):
+        # bool is an int subclass; a JSON round trip may turn 5 into 5.0.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"custom_config[{key!r}] must be a positive integer, got {value!r}")
+        return value
+
+    min_count = positive_int(VOCAB_MIN_COUNT_KEY,
+                             config.get(VOCAB_MIN_COUNT_KEY, DEFAULT_VOCAB_MIN_COUNT))
+    max_size = config.get(VOCAB_MAX_SIZE_KEY, DEFAULT_VOCAB_MAX_SIZE)
+    if max_size is not None:
+        max_size = positive_int(VOCAB_MAX_SIZE_KEY, max_size)
+    return min_count, max_size
+
+
+def documents(text) -> tf.Tensor:
+    """Turns the raw `text` feature (see the module docstring) into a string Tensor [batch]."""
+    if isinstance(text, tf.SparseTensor):
+        text = tf.RaggedTensor.from_sparse(text)
+    if isinstance(text, tf.RaggedTensor):
+        return tf.strings.reduce_join(text, axis=1, separator=" ")
+    text = tf.convert_to_tensor(text)
+    if text.shape.rank == 1:
+        return text
+    if text.shape.rank == 2:
+        return tf.strings.reduce_join(text, axis=1, separator=" ")
+    raise ValueError(f"feature {TEXT_KEY!r} must have shape [batch] or [batch, n], got {text.shape}")
+
+
+def preprocessing_fn(inputs: Mapping[str, Any],
+                     custom_config: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """Maps raw `text` to `token_ids` through the vocabulary `vocab` (module docstring).
+
+    Features other than `text` are ignored and not passed through.
+    """
+    min_count, max_size = vocab_params(custom_config)
+    tokens = tokenize(documents(inputs[TEXT_KEY]))
+    token_ids = tft.compute_and_apply_vocabulary(
+        tokens,
+        default_value=OOV_ID,
+        top_k=max_size,
+        frequency_threshold=min_count,
+        vocab_filename=VOCAB_NAME,
+    )
+    # A SparseTensor output is a plain VarLenFeature in the transformed schema and tf.Examples.
+    return {TOKEN_IDS_KEY: token_ids.to_sparse()}
