@@ -4,7 +4,7 @@ PYTEST_ARGS ?=
 .PHONY: run test test-fast runtime lock clean-runtime
 
 run:
-	bin/cvrank smoke
+	bin/cvrank run
 
 test:
 	tests/runtime/test_wrapper.sh

@@ -62,6 +62,62 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_problem(data_dir: str) -> str:
+    """Why `data_dir` is not a dataset (docs/architecture.md), or '' when its required parts exist."""
+    import glob
+
+    if not os.path.isdir(data_dir):
+        return f"dataset directory not found: {data_dir}"
+    for part in ("cvs", "jobs", "judgments"):
+        if not glob.glob(os.path.join(data_dir, part, "*.csv")):
+            return f"{data_dir}: no {part}/*.csv (a dataset has cvs/, jobs/, judgments/ and optional corpus/)"
+    return ""
+
+
+def _error_text(err: BaseException) -> str:
+    """A failed node's error for a person: data validation reports in full; for other errors (whose
+    message may hold a whole Beam worker traceback) the last lines, which name the actual error."""
+    text = str(err)
+    if type(err).__name__ == "DataValidationError":
+        return text
+    lines = [line for line in text.splitlines() if line.strip()]
+    tail = "\n".join(lines[-3:]) if len(lines) > 3 else text
+    return f"{type(err).__name__}: {tail}\n(the full traceback is in the log above)"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Runs the cvrank pipeline and prints the run summary. Exit code 1 when a node fails."""
+    config = _config_from_args(args)
+    problem = _dataset_problem(config.data_dir)
+    if problem:
+        print(f"cvrank run: {problem}", file=sys.stderr)
+        return 2
+
+    import logging
+
+    from pipeline import runner
+    from pipeline.pipeline import create_pipeline
+    from pipeline.summary import summarize
+
+    logging.getLogger().setLevel(logging.WARNING)
+    pipeline = create_pipeline(config)
+    order = runner.node_ids(runner.compile_pipeline(pipeline))
+    run_id = runner.new_run_id()
+    print(f"cvrank: run {run_id} of {config.pipeline_name} on {config.data_dir}", flush=True)
+    failed = None
+    try:
+        runner.run_pipeline(pipeline, run_id=run_id,
+                            on_node=lambda n: print(f"cvrank: {n} ...", flush=True))
+    except Exception as err:  # the failing node is recorded in ML Metadata; report it and stop
+        failed = err
+    print(summarize(config.metadata_path, config.pipeline_name, run_id, order).format())
+    if failed is not None:
+        print(f"\ncvrank: run {run_id} FAILED: {_error_text(failed)}", file=sys.stderr)
+        print("cvrank: earlier runs, their artifacts and the pushed model are unchanged.", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cvrank",
@@ -73,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("exec", help="run any command inside the runtime (python, pytest, airflow, ...)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     p.set_defaults(func=_cmd_exec)
+
+    p = sub.add_parser("run", help="run the cvrank pipeline and print a summary")
+    _add_config_args(p)
+    p.add_argument("--runner", choices=["local"], default="local",
+                   help="orchestrator: local (TFX nodes in this process, in topological order)")
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("smoke", help="run the smoke pipeline (ExampleGen, StatisticsGen, SchemaGen)")
     _add_config_args(p)
@@ -86,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ start-up notices (no GPU, CPU instructions) are noise in a CLI.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     if args.command == "runtime":
         print("cvrank runtime: run it through bin/cvrank on the host (bin/cvrank runtime info)", file=sys.stderr)

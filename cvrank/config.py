@@ -38,8 +38,10 @@ class PipelineConfig:
     x_max: float = 100.0
     alpha: float = 0.75
     learning_rate: float = 0.05
-    batch_size: int = 65536
+    batch_size: int = 16384
     seed: int = 42
+    # Serving model: how word vectors make a document vector (mean, idf, sif), and how many CVs to return.
+    doc_weighting: str = "idf"
     top_k: int = 100
     # Evaluator: absolute MAP floor and tolerated drop against the latest blessed model.
     map_floor: float = 0.05

@@ -317,62 +317,54 @@ class MeanAveragePrecision(metric_types.Metric):
         )
 
 
-class RankingNDCG(metric_types.Metric):
+class _TopKRankingMetric(metric_types.Metric):
+    """A ranking metric with a cut-off: subclasses set the computations, the name prefix and default k."""
+
+    _computations = None  # staticmethod: the per-key computations function
+    _prefix = ""
+    _default_k = 0
+
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        top_k: Optional[int] = None,
+        relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
+    ):
+        top_k = ranking.check_k(self._default_k if top_k is None else top_k)
+        super().__init__(
+            metric_util.merge_per_key_computations(type(self)._computations),
+            name=name or f"{self._prefix}@{top_k}",
+            top_k=top_k,
+            relevance_threshold=ranking.check_relevance_threshold(relevance_threshold),
+        )
+
+
+class RankingNDCG(_TopKRankingMetric):
     """NDCG@top_k with gains 2**relevance - 1 and a log2 discount. Default name ``ndcg@<top_k>``.
 
     ``relevance_threshold`` only selects which jobs are evaluated (those with a relevant CV), so that
     all ranking metrics average over the same jobs; gains always use the graded relevance.
     """
 
-    def __init__(
-        self,
-        name: Optional[str] = None,
-        top_k: int = ranking.DEFAULT_NDCG_K,
-        relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
-    ):
-        top_k = ranking.check_k(top_k)
-        super().__init__(
-            metric_util.merge_per_key_computations(_ndcg_computations),
-            name=name or f"ndcg@{top_k}",
-            top_k=top_k,
-            relevance_threshold=ranking.check_relevance_threshold(relevance_threshold),
-        )
+    _computations = staticmethod(_ndcg_computations)
+    _prefix = "ndcg"
+    _default_k = ranking.DEFAULT_NDCG_K
 
 
-class RankingPrecision(metric_types.Metric):
+class RankingPrecision(_TopKRankingMetric):
     """Precision@top_k: relevant CVs in the first top_k ranks / top_k. Default ``precision@<top_k>``."""
 
-    def __init__(
-        self,
-        name: Optional[str] = None,
-        top_k: int = ranking.DEFAULT_PRECISION_K,
-        relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
-    ):
-        top_k = ranking.check_k(top_k)
-        super().__init__(
-            metric_util.merge_per_key_computations(_precision_computations),
-            name=name or f"precision@{top_k}",
-            top_k=top_k,
-            relevance_threshold=ranking.check_relevance_threshold(relevance_threshold),
-        )
+    _computations = staticmethod(_precision_computations)
+    _prefix = "precision"
+    _default_k = ranking.DEFAULT_PRECISION_K
 
 
-class RankingRecall(metric_types.Metric):
+class RankingRecall(_TopKRankingMetric):
     """Recall@top_k: relevant CVs in the first top_k ranks / all relevant CVs. Default ``recall@<top_k>``."""
 
-    def __init__(
-        self,
-        name: Optional[str] = None,
-        top_k: int = ranking.DEFAULT_RECALL_K,
-        relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
-    ):
-        top_k = ranking.check_k(top_k)
-        super().__init__(
-            metric_util.merge_per_key_computations(_recall_computations),
-            name=name or f"recall@{top_k}",
-            top_k=top_k,
-            relevance_threshold=ranking.check_relevance_threshold(relevance_threshold),
-        )
+    _computations = staticmethod(_recall_computations)
+    _prefix = "recall"
+    _default_k = ranking.DEFAULT_RECALL_K
 
 
 class JobsWithoutRelevant(metric_types.Metric):

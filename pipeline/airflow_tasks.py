@@ -32,6 +32,10 @@ def prepare(kind: str, conf: Any, airflow_run_id: str) -> str:
         from pipeline.smoke import create_smoke_pipeline, default_smoke_csv_dir
 
         pipeline = create_smoke_pipeline(default_smoke_csv_dir(config), config)
+    elif kind == "cvrank":
+        from pipeline.pipeline import create_pipeline
+
+        pipeline = create_pipeline(config)
     else:
         raise ValueError(f"unknown pipeline kind {kind!r}")
     run_id = "airflow-" + re.sub(r"[^A-Za-z0-9_.-]", "_", airflow_run_id)

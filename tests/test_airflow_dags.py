@@ -10,6 +10,7 @@ import pytest
 from cvrank.airflow_env import airflow_environ
 from cvrank.config import PROJECT_ROOT, PipelineConfig
 from pipeline import runner
+from pipeline.pipeline import create_pipeline
 from pipeline.smoke import create_smoke_pipeline
 
 
@@ -33,16 +34,26 @@ def test_dags_folder_has_no_import_errors(airflow_env):
     listed = _airflow(["dags", "list", "--local", "-o", "plain"], airflow_env)
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert "cvrank_smoke" in listed.stdout
+    assert "cvrank " in listed.stdout or "\ncvrank\n" in listed.stdout or listed.stdout.count("cvrank") >= 2
 
 
-def test_smoke_dag_nodes_match_compiled_pipeline(tmp_path):
-    tree = ast.parse(open(os.path.join(PROJECT_ROOT, "dags", "cvrank_smoke.py")).read())
-    nodes = next(
-        ast.literal_eval(n.value) for n in tree.body
-        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "NODES"
-    )
-    ir = runner.compile_pipeline(create_smoke_pipeline(str(tmp_path), PipelineConfig(workspace=str(tmp_path))))
-    assert nodes == runner.node_ids(ir)
+def _dag_upstreams(dag_file):
+    tree = ast.parse(open(os.path.join(PROJECT_ROOT, "dags", dag_file)).read())
+    return next(ast.literal_eval(n.value) for n in tree.body
+                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "NODE_UPSTREAMS")
+
+
+def _ir_upstreams(pipeline):
+    ir = runner.compile_pipeline(pipeline)
+    return {n.pipeline_node.node_info.id: sorted(n.pipeline_node.upstream_nodes) for n in ir.nodes}
+
+
+def test_dag_tasks_match_compiled_pipelines(tmp_path):
+    config = PipelineConfig(workspace=str(tmp_path)).resolved()
+    smoke = _dag_upstreams("cvrank_smoke.py")
+    assert {k: sorted(v) for k, v in smoke.items()} == _ir_upstreams(create_smoke_pipeline(str(tmp_path), config))
+    full = _dag_upstreams("cvrank_pipeline.py")
+    assert {k: sorted(v) for k, v in full.items()} == _ir_upstreams(create_pipeline(config))
 
 
 @pytest.mark.slow

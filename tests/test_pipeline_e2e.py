@@ -1,0 +1,135 @@
+"""The whole cvrank pipeline on the tiny dataset: real TFX components, real ML Metadata, real Beam."""
+
+import csv
+import os
+import shutil
+
+import pytest
+import tensorflow as tf
+
+from cvrank.config import PROJECT_ROOT, PipelineConfig
+from pipeline import mlmd, runner
+from pipeline.pipeline import create_pipeline
+from pipeline.summary import summarize
+
+TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
+UPSTREAM = ["jobs_example_gen", "texts_example_gen", "judgments_example_gen", "texts_statistics_gen",
+            "texts_schema_gen", "texts_example_validator", "DataCheck", "Transform", "CooccurrenceGen"]
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_config(workspace, data_dir=TINY, **overrides):
+    settings = dict(data_dir=str(data_dir), workspace=str(workspace), vocab_min_count=2, embedding_dim=16,
+                    epochs=5, batch_size=2048, map_floor=0.05, beam_pipeline_args=["--direct_num_workers=1"])
+    settings.update(overrides)
+    return PipelineConfig(**settings)
+
+
+def run(config):
+    pipeline = create_pipeline(config)
+    run_id = runner.run_pipeline(pipeline)
+    order = runner.node_ids(runner.compile_pipeline(pipeline))
+    return summarize(config.metadata_path, config.pipeline_name, run_id, order)
+
+
+def states(summary):
+    return dict(summary.node_states)
+
+
+def pushed_versions(config):
+    return sorted(os.listdir(config.serving_dir)) if os.path.isdir(config.serving_dir) else []
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    config = tiny_config(tmp_path_factory.mktemp("ws"))
+    return config, run(config)
+
+
+def test_first_run_executes_every_node_and_pushes(first_run):
+    config, summary = first_run
+    assert all(state == "COMPLETE" for node, state in summary.node_states
+               if node != "latest_blessed_model_resolver"), summary.format()
+    assert summary.blessed is True, summary.format()
+    assert summary.pushed_version and pushed_versions(config) == [summary.pushed_version]
+    overall = summary.metrics["Overall"]
+    assert 0.0 < overall["map"] <= 1.0 and 0.0 < overall["ndcg@10"] <= 1.0
+    assert any(name.startswith("major_group=") for name in summary.metrics)
+    assert any(name.startswith("text_words_bucket=") for name in summary.metrics)
+
+
+def test_lineage_pushed_model_back_to_example_gen(first_run):
+    config, summary = first_run
+    store = mlmd.sqlite_store(config.metadata_path)
+    [pushed] = mlmd.run_node_outputs(store, config.pipeline_name, summary.run_id, "Pusher")["pushed_model"]
+    upstream = mlmd.upstream_nodes(store, pushed.id, config.pipeline_name)
+    assert upstream["Pusher"] < upstream["GloveTrainer"] < upstream["CooccurrenceGen"] < upstream["Transform"] \
+        < upstream["texts_example_gen"], upstream
+
+
+def test_pushed_model_answers_raw_text(first_run):
+    config, summary = first_run
+    model = tf.saved_model.load(os.path.join(config.serving_dir, summary.pushed_version))
+    out = model.signatures["serving_default"](text=tf.constant(
+        ["Registered nurse: care for patients, administer medication.", ""]))
+    ids, scores = out["cv_ids"].numpy(), out["scores"].numpy()
+    with open(os.path.join(TINY, "cvs", "cvs.csv")) as f:
+        all_ids = {row["cv_id"] for row in csv.DictReader(f)}
+    assert ids.shape == scores.shape and ids.shape[1] == min(config.top_k, len(all_ids))
+    assert {i.decode() for i in ids[0]} <= all_ids
+    assert all(scores[0][:-1] >= scores[0][1:]), "best first"
+    assert scores[1].max() == 0.0, "a text without known words matches nothing"
+
+
+def test_second_run_is_all_cached_then_trainer_change_reruns_downstream_only(first_run):
+    config, first = first_run
+    again = run(config)
+    assert all(state == "CACHED" for node, state in again.node_states
+               if node != "latest_blessed_model_resolver"), again.format()
+    assert pushed_versions(config) == [first.pushed_version]
+
+    changed = run(tiny_config(config.workspace, epochs=6))
+    s = states(changed)
+    for node in UPSTREAM:
+        assert s[node] == "CACHED", changed.format()
+    for node in ("GloveTrainer", "Evaluator", "Pusher"):
+        assert s[node] == "COMPLETE", changed.format()
+
+
+@pytest.mark.parametrize("corruption, message", [
+    ("unknown_cv", "cv-999999"),
+    ("bad_relevance", "relevance"),
+    ("empty_text", "text"),
+])
+def test_bad_input_stops_before_training_and_keeps_pushed_model(first_run, tmp_path, corruption, message):
+    config, first = first_run
+    data = tmp_path / "data"
+    shutil.copytree(TINY, data)
+    judgments = data / "judgments" / "judgments.csv"
+    if corruption == "unknown_cv":
+        with open(judgments, "a") as f:
+            f.write("11-1011.00,cv-999999,2\n")
+    elif corruption == "bad_relevance":
+        rows = judgments.read_text().splitlines()
+        rows[1] = rows[1].rsplit(",", 1)[0] + ",7"
+        judgments.write_text("\n".join(rows) + "\n")
+    else:
+        cvs = data / "cvs" / "cvs.csv"
+        rows = cvs.read_text().splitlines()
+        rows[1] = rows[1].split(",", 1)[0] + ","
+        cvs.write_text("\n".join(rows) + "\n")
+    before = pushed_versions(config)
+    store = mlmd.sqlite_store(config.metadata_path)
+    executions_before = len(store.get_executions())
+
+    bad = tiny_config(config.workspace, data_dir=data)
+    pipeline = create_pipeline(bad)
+    with pytest.raises(Exception) as err:
+        runner.run_pipeline(pipeline)
+    assert message in str(err.value), str(err.value)
+    assert pushed_versions(config) == before
+    # The failed run added executions; every earlier one is still there and unchanged.
+    assert len(store.get_executions()) >= executions_before
+    [trainer_state] = {s for n, s in states(run(config)).items() if n == "GloveTrainer"}
+    assert trainer_state == "CACHED"

@@ -1,0 +1,97 @@
+"""GloveTrainer executor: word vectors from the co-occurrence matrix, then the serving model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+from trainer import glove
+from trainer.cooccurrence_reader import read_cooccurrence_shards
+from trainer.serving_model import RankingModel, token_weights
+
+VECTORS_FILE = "word_vectors.txt"
+_BATCH = 512
+
+
+def read_cvs(examples: types.Artifact, split: str) -> Tuple[np.ndarray, List[bytes]]:
+    """The CV index source: (cv_ids as a bytes array, texts) from split `split` of an Examples artifact,
+    sorted by cv_id so the index order does not depend on how files were sharded."""
+    pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
+    files = tf.io.gfile.glob(pattern)
+    if not files:
+        raise ValueError(f"no CV examples in split {split!r} of {examples.uri}")
+    spec = {"cv_id": tf.io.FixedLenFeature([], tf.string), "text": tf.io.VarLenFeature(tf.string)}
+    rows = []
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
+        parsed = tf.io.parse_example(batch, spec)
+        texts = tf.strings.reduce_join(tf.RaggedTensor.from_sparse(parsed["text"]), axis=1, separator=" ")
+        rows.extend(zip(parsed["cv_id"].numpy().tolist(), texts.numpy().tolist()))
+    rows.sort()
+    return np.array([r[0] for r in rows], dtype=object), [r[1] for r in rows]
+
+
+def build_model(tft_output: tft.TFTransformOutput, vectors: np.ndarray, cv_ids: np.ndarray,
+                cv_texts: List[bytes], weighting: str, top_k: int) -> RankingModel:
+    """The serving model with its CV index: CV vectors are computed by the model's own embedding path,
+    so queries and CVs are embedded identically."""
+    model = RankingModel(tft_output, vectors, np.ones(len(vectors), np.float32), top_k)
+    doc_ids = [model.token_ids(tf.constant(cv_texts[k:k + _BATCH])).numpy() for k in range(0, len(cv_texts), _BATCH)]
+    doc_ids = [np.asarray(d, np.int64) for chunk in doc_ids for d in chunk]
+    model.word_weights = tf.constant(token_weights(doc_ids, len(vectors), weighting), tf.float32)
+    raw = np.concatenate([model.raw_embedding(tf.constant(cv_texts[k:k + _BATCH])).numpy()
+                          for k in range(0, len(cv_texts), _BATCH)]) if cv_texts else np.zeros((0, vectors.shape[1]))
+    model.set_index(cv_ids, raw.astype(np.float32))
+    return model
+
+
+class Executor(base_executor.BaseExecutor):
+    """Trains GloVe, writes the vectors in GloVe's text format and exports the serving SavedModel to
+    `<model>/Format-Serving`; TensorBoard logs of the loss per epoch go to the ModelRun artifact."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        matrix = artifact_utils.get_single_instance(input_dict["cooccurrence"])
+        transform_graph = artifact_utils.get_single_instance(input_dict["transform_graph"])
+        cvs = artifact_utils.get_single_instance(input_dict["cvs"])
+        model_artifact = artifact_utils.get_single_instance(output_dict["model"])
+        model_run = artifact_utils.get_single_instance(output_dict["model_run"])
+
+        tft_output = tft.TFTransformOutput(transform_graph.uri)
+        vocab_file = tft_output.vocabulary_file_by_name("vocab")
+        with tf.io.gfile.GFile(vocab_file, "rb") as f:
+            words = [w.decode("utf-8") for w in f.read().splitlines()]
+        i, j, x = read_cooccurrence_shards(matrix.uri)
+
+        config = glove.GloveConfig(
+            dim=exec_properties["embedding_dim"], epochs=exec_properties["epochs"],
+            x_max=exec_properties["x_max"], alpha=exec_properties["alpha"],
+            learning_rate=exec_properties["learning_rate"], batch_size=exec_properties["batch_size"],
+            seed=exec_properties["seed"])
+        logging.info("GloVe: %d words, %d non-zeros, %s", len(words), len(x), config)
+        logger = glove.EpochLogger(len(x), config.epochs, log_dir=os.path.join(model_run.uri, "glove"),
+                                   print_fn=lambda m: print(m, flush=True))
+        try:
+            result = glove.train_glove(i, j, x, len(words), config, on_epoch_end=logger)
+        finally:
+            logger.close()
+
+        glove.save_glove_text(os.path.join(model_artifact.uri, VECTORS_FILE), words, result.vectors)
+        cv_ids, cv_texts = read_cvs(cvs, exec_properties["cv_split"])
+        model = build_model(tft_output, result.vectors, cv_ids, cv_texts,
+                            exec_properties["doc_weighting"], exec_properties["top_k"])
+        serving_dir = path_utils.serving_model_path(model_artifact.uri)
+        tf.saved_model.save(model, serving_dir, signatures=model.signatures())
+        io_utils.write_string_file(os.path.join(model_artifact.uri, "index_size.txt"), str(len(cv_ids)))
+        model_artifact.set_int_custom_property("vocab_size", len(words))
+        model_artifact.set_int_custom_property("index_size", len(cv_ids))
+        if result.losses:
+            model_artifact.set_float_custom_property("final_loss", float(result.losses[-1]))

@@ -1,0 +1,154 @@
+"""The serving SavedModel: raw job-description text in, the best-matching CVs out.
+
+Every step runs in the TensorFlow graph (the Transform graph for tokenisation, then lookups and matrix
+products), with standard ops only, so TensorFlow Serving loads the model as is. Signatures:
+
+- `serving_default`: `text` [batch] string -> `cv_ids` [batch, k] string, `scores` [batch, k] float32,
+  the k CVs of the index with the highest cosine similarity, best first.
+- `embed`: `text` [batch] string -> `embedding` [batch, dim] float32, the L2-normalised document vector.
+- `evaluate`: serialized tf.Example [batch] (a job, feature `text`) -> `scores` [batch, n_cvs], the
+  cosine similarity to every CV of the index, in index order (used by the Evaluator: full-candidate
+  ranking).
+- `relevance_labels`: serialized tf.Example [batch] with `judged_cv_ids` and `judged_relevance` ->
+  `relevance_labels` [batch, n_cvs] float32, the graded relevance of every CV of the index (0 where
+  unjudged). The Evaluator runs it as a preprocessing function to get the labels in index order.
+
+Document vector: the weighted mean of the vectors of the document's in-vocabulary tokens, with a
+per-word weight (see `token_weights`), minus the mean CV vector (the component that all documents
+share), L2-normalised. A document with no in-vocabulary token gets the zero vector and scores 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+_TEXT = "text"
+
+
+def token_weights(doc_token_ids: list, vocab_size: int, scheme: str, sif_a: float = 1e-3) -> np.ndarray:
+    """Per-word weights [vocab_size] for the document vector, computed from `doc_token_ids` (one int array
+    of in-vocabulary token ids per CV of the index).
+
+    - `mean`: every token weighs 1.
+    - `idf`: log((1 + n_docs) / (1 + df(w))) + 1, df = number of CVs containing w (smooth IDF).
+    - `sif`: a / (a + p(w)), p(w) = relative token frequency in the CVs (Arora et al., 2017).
+    """
+    if scheme == "mean":
+        return np.ones(vocab_size, np.float32)
+    counts = np.zeros(vocab_size, np.float64)
+    df = np.zeros(vocab_size, np.float64)
+    for ids in doc_token_ids:
+        np.add.at(counts, ids, 1.0)
+        df[np.unique(ids)] += 1.0
+    if scheme == "idf":
+        return (np.log((1.0 + len(doc_token_ids)) / (1.0 + df)) + 1.0).astype(np.float32)
+    if scheme == "sif":
+        p = counts / max(counts.sum(), 1.0)
+        return (sif_a / (sif_a + p)).astype(np.float32)
+    raise ValueError(f"unknown document weighting {scheme!r} (mean, idf, sif)")
+
+
+class RankingModel(tf.Module):
+    """Tokenises with the Transform graph, embeds, and ranks against a fixed CV index."""
+
+    def __init__(self, tft_output: tft.TFTransformOutput, word_vectors: np.ndarray, weights: np.ndarray,
+                 top_k: int):
+        super().__init__()
+        self.tft_layer = tft_output.transform_features_layer()
+        self._text_is_sparse = isinstance(tft_output.raw_feature_spec()[_TEXT], tf.io.VarLenFeature)
+        self.word_vectors = tf.constant(word_vectors, tf.float32)
+        self.word_weights = tf.constant(weights, tf.float32)
+        self.top_k = int(top_k)
+        dim = word_vectors.shape[1]
+        self.center = tf.Variable(tf.zeros([dim]), trainable=False, name="center")
+        self.cv_ids = tf.Variable(tf.constant([], tf.string), shape=[None], trainable=False, name="cv_ids")
+        self.cv_matrix = tf.Variable(tf.zeros([0, dim]), shape=[None, dim], trainable=False, name="cv_matrix")
+        self.cv_table = None
+
+    # -- building blocks -------------------------------------------------------------------------
+    def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
+        """In-vocabulary token ids of each text, [batch, None] int64 (out-of-vocabulary tokens dropped)."""
+        text = tf.reshape(text, [-1])
+        if self._text_is_sparse:
+            n = tf.shape(text, out_type=tf.int64)[0]
+            indices = tf.stack([tf.range(n), tf.zeros([n], tf.int64)], axis=1)
+            raw = tf.SparseTensor(indices=indices, values=text, dense_shape=tf.stack([n, 1]))
+        else:
+            raw = tf.expand_dims(text, 1)
+        ids = self.tft_layer({_TEXT: raw})["token_ids"]
+        if isinstance(ids, tf.SparseTensor):
+            ids = tf.RaggedTensor.from_sparse(ids)
+        elif not isinstance(ids, tf.RaggedTensor):
+            ids = tf.RaggedTensor.from_tensor(ids, padding=-1)
+        return tf.ragged.boolean_mask(ids, ids >= 0)
+
+    def raw_embedding(self, text: tf.Tensor) -> tf.Tensor:
+        """Weighted mean word vector [batch, dim], before centering."""
+        ids = self.token_ids(text)
+        vecs = tf.gather(self.word_vectors, ids)            # [batch, None, dim]
+        w = tf.gather(self.word_weights, ids)               # [batch, None]
+        total = tf.reduce_sum(vecs * tf.expand_dims(w, -1), axis=1)
+        norm = tf.maximum(tf.reduce_sum(w, axis=1, keepdims=True), 1e-12)
+        return (total / norm).to_tensor() if isinstance(total, tf.RaggedTensor) else total / norm
+
+    def _normalise(self, raw: tf.Tensor) -> tf.Tensor:
+        has_tokens = tf.reduce_any(tf.not_equal(raw, 0.0), axis=1, keepdims=True)
+        centred = tf.where(has_tokens, raw - self.center, tf.zeros_like(raw))
+        return tf.math.l2_normalize(centred, axis=1)
+
+    def set_index(self, cv_ids: np.ndarray, raw_cv_vectors: np.ndarray) -> None:
+        """Fixes the CV index: ids [n] and raw (uncentred) vectors [n, dim] from `raw_embedding`."""
+        self.center.assign(raw_cv_vectors.mean(axis=0) if len(raw_cv_vectors) else self.center)
+        self.cv_ids.assign(cv_ids)
+        self.cv_matrix.assign(self._normalise(tf.constant(raw_cv_vectors, tf.float32)))
+        self.cv_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(cv_ids), tf.range(len(cv_ids), dtype=tf.int64)),
+            default_value=-1)
+
+    # -- signatures ------------------------------------------------------------------------------
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=_TEXT)])
+    def embed(self, text):
+        return {"embedding": self._normalise(self.raw_embedding(text))}
+
+    def _all_scores(self, text):
+        return tf.matmul(self._normalise(self.raw_embedding(text)), self.cv_matrix, transpose_b=True)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=_TEXT)])
+    def serve(self, text):
+        scores = self._all_scores(text)
+        k = tf.minimum(self.top_k, tf.shape(self.cv_ids)[0])
+        top = tf.math.top_k(scores, k=k, sorted=True)
+        return {"cv_ids": tf.gather(self.cv_ids, top.indices), "scores": top.values}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def evaluate(self, examples):
+        parsed = tf.io.parse_example(examples, {_TEXT: tf.io.VarLenFeature(tf.string)})
+        text = tf.strings.reduce_join(tf.RaggedTensor.from_sparse(parsed[_TEXT]), axis=1, separator=" ")
+        return {"scores": self._all_scores(text)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def relevance_labels(self, examples):
+        parsed = tf.io.parse_example(examples, {
+            "judged_cv_ids": tf.io.VarLenFeature(tf.string),
+            "judged_relevance": tf.io.VarLenFeature(tf.int64),
+        })
+        ids = parsed["judged_cv_ids"]
+        rel = tf.sparse.reorder(parsed["judged_relevance"])
+        ids = tf.sparse.reorder(ids)
+        cols = self.cv_table.lookup(ids.values)
+        known = cols >= 0
+        rows = tf.boolean_mask(ids.indices[:, 0], known)
+        indices = tf.stack([rows, tf.boolean_mask(cols, known)], axis=1)
+        values = tf.cast(tf.boolean_mask(rel.values, known), tf.float32)
+        shape = tf.stack([tf.shape(examples, out_type=tf.int64)[0], tf.shape(self.cv_ids, out_type=tf.int64)[0]])
+        return {"relevance_labels": tf.scatter_nd(indices, values, shape)}
+
+    def signatures(self) -> dict:
+        return {
+            "serving_default": self.serve.get_concrete_function(),
+            "embed": self.embed.get_concrete_function(),
+            "evaluate": self.evaluate.get_concrete_function(),
+            "relevance_labels": self.relevance_labels.get_concrete_function(),
+        }
