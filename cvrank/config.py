@@ -35,13 +35,15 @@ class PipelineConfig:
     # GloVe trainer.
     embedding_dim: int = 100
     epochs: int = 25
-    x_max: float = 100.0
+    # glove.c's x_max is 100 (for corpora of billions of tokens); on the bundled ~1 M-token corpus
+    # x_max 5 gave eval MAP 0.285 against 0.233 at 100 and 0.278 at 10 (sif weighting, 25 epochs).
+    x_max: float = 5.0
     alpha: float = 0.75
     learning_rate: float = 0.05
     batch_size: int = 16384
     seed: int = 42
     # Serving model: how word vectors make a document vector (mean, idf, sif), and how many CVs to return.
-    doc_weighting: str = "idf"
+    doc_weighting: str = "sif"
     top_k: int = 100
     # Evaluator: absolute MAP floor and tolerated drop against the latest blessed model.
     map_floor: float = 0.05

@@ -20,7 +20,6 @@ NODE_UPSTREAMS = {
     "texts_schema_gen": [],
     "jobs_schema_gen": [],
     "judgments_schema_gen": [],
-    "latest_blessed_model_resolver": [],
     "texts_statistics_gen": ["texts_example_gen"],
     "jobs_statistics_gen": ["jobs_example_gen"],
     "judgments_statistics_gen": ["judgments_example_gen"],
@@ -32,7 +31,8 @@ NODE_UPSTREAMS = {
     "Transform": ["DataCheck", "texts_example_gen", "texts_schema_gen"],
     "CooccurrenceGen": ["Transform"],
     "GloveTrainer": ["CooccurrenceGen", "Transform", "texts_example_gen"],
-    "Evaluator": ["DataCheck", "GloveTrainer", "latest_blessed_model_resolver"],
+    "previous_blessed_model_resolver": ["GloveTrainer"],
+    "Evaluator": ["DataCheck", "GloveTrainer", "previous_blessed_model_resolver"],
     "Pusher": ["Evaluator", "GloveTrainer"],
 }
 

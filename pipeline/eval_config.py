@@ -12,13 +12,17 @@ SLICE_FEATURES = ("major_group", "text_words_bucket")
 
 def build_eval_config(config: PipelineConfig) -> config_pb2.EvalConfig:
     """Scores every evaluation job against every CV of the model's index (`evaluate` signature), with
-    labels in index order from the model's `relevance_labels` function. Blessing: MAP at least
-    `map_floor`, and not below the latest blessed model's MAP by more than `map_tolerance`."""
+    labels in index order from the model's `relevance_labels` function. Blessing: overall MAP at least
+    `map_floor`, and not below the latest blessed model's overall MAP by more than `map_tolerance`.
+    The rule applies to the overall slice only: small slices (a few jobs) are reported, not gated on."""
     map_threshold = config_pb2.MetricThreshold(
         value_threshold=config_pb2.GenericValueThreshold(lower_bound={"value": config.map_floor}),
         change_threshold=config_pb2.GenericChangeThreshold(
             direction=config_pb2.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -config.map_tolerance}))
+    metrics = ranking_metric_configs()
+    [map_config] = [m for m in metrics if m.class_name == "MeanAveragePrecision"]
+    map_config.per_slice_thresholds.add(slicing_specs=[config_pb2.SlicingSpec()], threshold=map_threshold)
     return config_pb2.EvalConfig(
         model_specs=[config_pb2.ModelSpec(
             signature_name="evaluate", prediction_key="scores",
@@ -27,4 +31,4 @@ def build_eval_config(config: PipelineConfig) -> config_pb2.EvalConfig:
         slicing_specs=[config_pb2.SlicingSpec()] + [config_pb2.SlicingSpec(feature_keys=[f]) for f in SLICE_FEATURES],
         metrics_specs=[config_pb2.MetricsSpec(
             metrics=[config_pb2.MetricConfig(class_name="ExampleCount")]
-            + ranking_metric_configs(thresholds={"map": map_threshold}))])
+            + metrics)])

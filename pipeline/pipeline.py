@@ -13,6 +13,7 @@ from tfx.proto import example_gen_pb2, transform_pb2
 from components.cooccurrence.component import CooccurrenceGen
 from components.data_check.component import DataCheck
 from cvrank.config import PROJECT_ROOT, PipelineConfig
+from pipeline.baseline import previous_blessed_model_resolver
 from pipeline.eval_config import build_eval_config
 from trainer.component import GloveTrainer
 
@@ -119,14 +120,10 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         batch_size=config.batch_size, seed=config.seed, doc_weighting=config.doc_weighting,
         top_k=config.top_k)
 
-    latest_blessed = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    baseline = previous_blessed_model_resolver(trainer.outputs["model"])
     evaluator = tfx.components.Evaluator(
         examples=data_check.outputs["ranking_examples"], model=trainer.outputs["model"],
-        baseline_model=latest_blessed.outputs["model"], example_splits=["eval"],
+        baseline_model=baseline.outputs["model"], example_splits=["eval"],
         eval_config=build_eval_config(config))
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
@@ -143,7 +140,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[texts_gen, jobs_gen, judgments_gen, *validation, data_check, transform, cooccurrence,
-                    trainer, latest_blessed, evaluator, pusher],
+                    trainer, baseline, evaluator, pusher],
         enable_cache=True,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
         beam_pipeline_args=list(config.beam_pipeline_args),

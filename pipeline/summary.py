@@ -32,7 +32,11 @@ class RunSummary:
                     f"{values[n]:>14.4f}" if isinstance(values.get(n), float) else f"{'-':>14}" for n in names))
         if self.blessed is not None:
             lines.append(f"blessed: {'yes' if self.blessed else 'no'}")
-        lines.append(f"pushed version: {self.pushed_version or 'none (previous version stays)'}")
+        pusher_cached = dict(self.node_states).get("Pusher") == "CACHED"
+        if self.pushed_version and pusher_cached:
+            lines.append(f"pushed version: {self.pushed_version} (unchanged: pushed by an earlier run)")
+        else:
+            lines.append(f"pushed version: {self.pushed_version or 'none (previous version stays)'}")
         if self.model_uri:
             lines.append(f"model: {self.model_uri}")
         return "\n".join(lines)

@@ -207,7 +207,7 @@ def test_check_and_join_finds_every_cross_reference_problem():
     cvs = [_ser(cv_id="c1", text=CV_TEXT), _ser(cv_id="c2", text=CV_TEXT),
            _ser(cv_id="c2", text=CV_TEXT), _ser(cv_id="c3", text=None), _ser(text="no id")]
     corpus = [_ser(text="corpus"), _ser(text="   ")]
-    jobs = [("eval", _job("j1", 45)), ("test", _job("j2")), ("eval", _job("j3", 120)),
+    jobs = [("eval", _job("j1", 30)), ("test", _job("j2")), ("eval", _job("j3", 120)),
             ("test", _job("j4")), ("test", _job("j4"))]
     judgments = [_ser(job_id=j, cv_id=c, relevance=r) for j, c, r in [
         ("j1", "c2", 2), ("j1", "c1", 1), ("j1", "c1", 1), ("j2", "c1", 0), ("j9", "c1", 1),
@@ -413,7 +413,7 @@ def test_ranking_examples_artifact(baseline):
     assert _values(hr, "minor_group") == ["13-10"]
     assert _values(hr, "text_words_bucket") == ["short"]  # 18 words
     (strategists,) = [e for e in jobs if _values(e, "job_id") == ["13-1161.01"]]
-    assert _values(strategists, "text_words_bucket") == ["medium"]  # 48 words
+    assert _values(strategists, "text_words_bucket") == ["long"]  # 48 words
 
 
 # ---- bad data: each case alone fails the run -----------------------------------------------------

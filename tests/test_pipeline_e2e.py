@@ -50,7 +50,7 @@ def first_run(tmp_path_factory):
 def test_first_run_executes_every_node_and_pushes(first_run):
     config, summary = first_run
     assert all(state == "COMPLETE" for node, state in summary.node_states
-               if node != "latest_blessed_model_resolver"), summary.format()
+               if node != "previous_blessed_model_resolver"), summary.format()
     assert summary.blessed is True, summary.format()
     assert summary.pushed_version and pushed_versions(config) == [summary.pushed_version]
     overall = summary.metrics["Overall"]
@@ -60,12 +60,21 @@ def test_first_run_executes_every_node_and_pushes(first_run):
 
 
 def test_lineage_pushed_model_back_to_example_gen(first_run):
+    """ML Metadata links pushed model <- GloveTrainer <- CooccurrenceGen <- Transform <- ExampleGen:
+    each node's output was produced by an execution that consumed its parent node's output."""
     config, summary = first_run
     store = mlmd.sqlite_store(config.metadata_path)
-    [pushed] = mlmd.run_node_outputs(store, config.pipeline_name, summary.run_id, "Pusher")["pushed_model"]
-    upstream = mlmd.upstream_nodes(store, pushed.id, config.pipeline_name)
-    assert upstream["Pusher"] < upstream["GloveTrainer"] < upstream["CooccurrenceGen"] < upstream["Transform"] \
-        < upstream["texts_example_gen"], upstream
+
+    def output(node, key):
+        [artifact] = mlmd.run_node_outputs(store, config.pipeline_name, summary.run_id, node)[key]
+        return artifact
+
+    chain = [("Pusher", "pushed_model", "GloveTrainer"), ("GloveTrainer", "model", "CooccurrenceGen"),
+             ("CooccurrenceGen", "cooccurrence", "Transform"),
+             ("Transform", "transformed_examples", "texts_example_gen")]
+    for node, key, parent in chain:
+        upstream = mlmd.upstream_nodes(store, output(node, key).id, config.pipeline_name)
+        assert upstream[node] == 1 and upstream[parent] == 2, (node, upstream)
 
 
 def test_pushed_model_answers_raw_text(first_run):
@@ -86,7 +95,7 @@ def test_second_run_is_all_cached_then_trainer_change_reruns_downstream_only(fir
     config, first = first_run
     again = run(config)
     assert all(state == "CACHED" for node, state in again.node_states
-               if node != "latest_blessed_model_resolver"), again.format()
+               if node != "previous_blessed_model_resolver"), again.format()
     assert pushed_versions(config) == [first.pushed_version]
 
     changed = run(tiny_config(config.workspace, epochs=6))
@@ -95,6 +104,17 @@ def test_second_run_is_all_cached_then_trainer_change_reruns_downstream_only(fir
         assert s[node] == "CACHED", changed.format()
     for node in ("GloveTrainer", "Evaluator", "Pusher"):
         assert s[node] == "COMPLETE", changed.format()
+
+
+def test_a_model_worse_than_the_blessed_one_is_not_pushed(first_run):
+    config, first = first_run
+    versions = pushed_versions(config)
+    # A negative tolerance demands a MAP above the latest blessed model's by 1.0: impossible.
+    strict = run(tiny_config(config.workspace, map_tolerance=-1.0))
+    assert states(strict)["Evaluator"] == "COMPLETE" and states(strict)["GloveTrainer"] == "CACHED"
+    assert strict.blessed is False, strict.format()
+    assert strict.pushed_version is None
+    assert pushed_versions(config) == versions
 
 
 @pytest.mark.parametrize("corruption, message", [

@@ -27,7 +27,12 @@ import tensorflow_transform as tft
 _TEXT = "text"
 
 
-def token_weights(doc_token_ids: list, vocab_size: int, scheme: str, sif_a: float = 1e-3) -> np.ndarray:
+# SIF's smoothing constant; 2e-3 gave the best MAP on the bundled eval jobs among 1e-4 ... 5e-3
+# (benchmarks/ranking_quality.py); Arora et al. report 1e-3 to 1e-4 works for general text.
+SIF_A = 2e-3
+
+
+def token_weights(doc_token_ids: list, vocab_size: int, scheme: str, sif_a: float = SIF_A) -> np.ndarray:
     """Per-word weights [vocab_size] for the document vector, computed from `doc_token_ids` (one int array
     of in-vocabulary token ids per CV of the index).
 
@@ -108,27 +113,23 @@ class RankingModel(tf.Module):
             default_value=-1)
 
     # -- signatures ------------------------------------------------------------------------------
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=_TEXT)])
     def embed(self, text):
         return {"embedding": self._normalise(self.raw_embedding(text))}
 
     def _all_scores(self, text):
         return tf.matmul(self._normalise(self.raw_embedding(text)), self.cv_matrix, transpose_b=True)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=_TEXT)])
     def serve(self, text):
         scores = self._all_scores(text)
         k = tf.minimum(self.top_k, tf.shape(self.cv_ids)[0])
         top = tf.math.top_k(scores, k=k, sorted=True)
         return {"cv_ids": tf.gather(self.cv_ids, top.indices), "scores": top.values}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate(self, examples):
         parsed = tf.io.parse_example(examples, {_TEXT: tf.io.VarLenFeature(tf.string)})
         text = tf.strings.reduce_join(tf.RaggedTensor.from_sparse(parsed[_TEXT]), axis=1, separator=" ")
         return {"scores": self._all_scores(text)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def relevance_labels(self, examples):
         parsed = tf.io.parse_example(examples, {
             "judged_cv_ids": tf.io.VarLenFeature(tf.string),
@@ -146,9 +147,13 @@ class RankingModel(tf.Module):
         return {"relevance_labels": tf.scatter_nd(indices, values, shape)}
 
     def signatures(self) -> dict:
+        """The SavedModel signatures. Each is traced from a tf.function made for this instance (not a
+        class-level decorator), so several models built in one process never share traced graphs."""
+        text = [tf.TensorSpec([None], tf.string, name=_TEXT)]
+        examples = [tf.TensorSpec([None], tf.string, name="examples")]
         return {
-            "serving_default": self.serve.get_concrete_function(),
-            "embed": self.embed.get_concrete_function(),
-            "evaluate": self.evaluate.get_concrete_function(),
-            "relevance_labels": self.relevance_labels.get_concrete_function(),
+            "serving_default": tf.function(self.serve, input_signature=text).get_concrete_function(),
+            "embed": tf.function(self.embed, input_signature=text).get_concrete_function(),
+            "evaluate": tf.function(self.evaluate, input_signature=examples).get_concrete_function(),
+            "relevance_labels": tf.function(self.relevance_labels, input_signature=examples).get_concrete_function(),
         }
