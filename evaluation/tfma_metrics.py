@@ -228,59 +228,35 @@ def _map_computations(
                          output_name, sub_key, aggregation_type, example_weighted, query_key)
 
 
-def _ndcg_computations(
-    name: str = "",
-    top_k: int = ranking.DEFAULT_NDCG_K,
-    relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
-    eval_config: Optional[config_pb2.EvalConfig] = None,
-    model_name: str = "",
-    output_name: str = "",
-    sub_key: Optional[metric_types.SubKey] = None,
-    aggregation_type: Optional[metric_types.AggregationType] = None,
-    example_weighted: bool = False,
-    query_key: Optional[str] = None,
-) -> metric_types.MetricComputations:
-    fn = functools.partial(ranking.ndcg_at_k, k=top_k)
-    return _computations(name, relevance_threshold, fn, _MEAN, eval_config, model_name,
-                         output_name, sub_key, aggregation_type, example_weighted, query_key)
+def _top_k_computations(metric_fn, takes_threshold: bool):
+    """The computations function of a top-k metric over `metric_fn(relevance, scores, k[, relevance_threshold])`.
+
+    TFMA calls it with the metric's kwargs and inspects its signature, so the parameters are explicit."""
+
+    def computations(
+        name: str = "",
+        top_k: int = 10,
+        relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
+        eval_config: Optional[config_pb2.EvalConfig] = None,
+        model_name: str = "",
+        output_name: str = "",
+        sub_key: Optional[metric_types.SubKey] = None,
+        aggregation_type: Optional[metric_types.AggregationType] = None,
+        example_weighted: bool = False,
+        query_key: Optional[str] = None,
+    ) -> metric_types.MetricComputations:
+        extra = {"relevance_threshold": relevance_threshold} if takes_threshold else {}
+        fn = functools.partial(metric_fn, k=top_k, **extra)
+        return _computations(name, relevance_threshold, fn, _MEAN, eval_config, model_name,
+                             output_name, sub_key, aggregation_type, example_weighted, query_key)
+
+    return computations
 
 
-def _precision_computations(
-    name: str = "",
-    top_k: int = ranking.DEFAULT_PRECISION_K,
-    relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
-    eval_config: Optional[config_pb2.EvalConfig] = None,
-    model_name: str = "",
-    output_name: str = "",
-    sub_key: Optional[metric_types.SubKey] = None,
-    aggregation_type: Optional[metric_types.AggregationType] = None,
-    example_weighted: bool = False,
-    query_key: Optional[str] = None,
-) -> metric_types.MetricComputations:
-    fn = functools.partial(
-        ranking.precision_at_k, k=top_k, relevance_threshold=relevance_threshold
-    )
-    return _computations(name, relevance_threshold, fn, _MEAN, eval_config, model_name,
-                         output_name, sub_key, aggregation_type, example_weighted, query_key)
-
-
-def _recall_computations(
-    name: str = "",
-    top_k: int = ranking.DEFAULT_RECALL_K,
-    relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
-    eval_config: Optional[config_pb2.EvalConfig] = None,
-    model_name: str = "",
-    output_name: str = "",
-    sub_key: Optional[metric_types.SubKey] = None,
-    aggregation_type: Optional[metric_types.AggregationType] = None,
-    example_weighted: bool = False,
-    query_key: Optional[str] = None,
-) -> metric_types.MetricComputations:
-    fn = functools.partial(
-        ranking.recall_at_k, k=top_k, relevance_threshold=relevance_threshold
-    )
-    return _computations(name, relevance_threshold, fn, _MEAN, eval_config, model_name,
-                         output_name, sub_key, aggregation_type, example_weighted, query_key)
+# NDCG's gains use the graded relevance; the threshold only selects the jobs evaluated.
+_ndcg_computations = _top_k_computations(ranking.ndcg_at_k, takes_threshold=False)
+_precision_computations = _top_k_computations(ranking.precision_at_k, takes_threshold=True)
+_recall_computations = _top_k_computations(ranking.recall_at_k, takes_threshold=True)
 
 
 def _jobs_without_relevant_computations(
