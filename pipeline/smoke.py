@@ -4,7 +4,7 @@ TFX components, Beam, and ML Metadata on SQLite, including cache reuse on a seco
 from __future__ import annotations
 
 import os
-from typing import List, Optional
+from typing import List
 
 from tfx import v1 as tfx
 
@@ -37,5 +37,5 @@ def smoke_nodes() -> List[str]:
     return ["CsvExampleGen", "StatisticsGen", "SchemaGen"]
 
 
-def default_smoke_csv_dir(config: PipelineConfig) -> Optional[str]:
+def default_smoke_csv_dir(config: PipelineConfig) -> str:
     return os.path.join(config.data_dir, "jobs")

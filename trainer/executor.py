@@ -12,7 +12,7 @@ import tensorflow_transform as tft
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
-from tfx.utils import io_utils, path_utils
+from tfx.utils import path_utils
 
 from trainer import glove
 from trainer.cooccurrence_reader import read_cooccurrence_shards
@@ -90,7 +90,6 @@ class Executor(base_executor.BaseExecutor):
                             exec_properties["doc_weighting"], exec_properties["top_k"])
         serving_dir = path_utils.serving_model_path(model_artifact.uri)
         tf.saved_model.save(model, serving_dir, signatures=model.signatures())
-        io_utils.write_string_file(os.path.join(model_artifact.uri, "index_size.txt"), str(len(cv_ids)))
         model_artifact.set_int_custom_property("vocab_size", len(words))
         model_artifact.set_int_custom_property("index_size", len(cv_ids))
         if result.losses:
