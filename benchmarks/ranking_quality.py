@@ -7,7 +7,7 @@ job of a split (full-candidate ranking, no sampled negatives) with:
    newest PushedModel with `pushed` = 1), or, when nothing was pushed, the newest Model artifact
    produced by GloveTrainer; scored with its `evaluate` signature, labels aligned to its `cv_ids`;
 2. the same word vectors (`word_vectors.txt` of that Model) with each document weighting `mean`, `idf`
-   and `sif`, rebuilt with `trainer.executor.build_model` from the Transform graph and the CV examples
+   and `sif`, rebuilt with `serving.model.build_model` from the Transform graph and the CV examples
    that the model's GloveTrainer execution consumed;
 3. TF-IDF cosine (scikit-learn `TfidfVectorizer` fitted on the CV texts), default settings and
    `sublinear_tf=True`;
@@ -442,7 +442,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from trainer.executor import build_model, read_cvs
+    from serving.model import build_model
+    from trainer.executor import read_cvs
 
     timings["imports"] = time.perf_counter() - t0
 

@@ -119,3 +119,27 @@ def _coerce(key: str, type_name: Any, value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError) as err:
         raise ValueError(f"setting {key!r} expects {type_name}, got {value!r}") from err
+
+
+@dataclasses.dataclass
+class ServingConfig:
+    """Settings of `cvrank serve`, the TF Serving-compatible model server (see serving/server.py)."""
+
+    model_name: str = "cvrank"
+    # TF Serving's model base path; default: where `cvrank run` pushes with the default workspace.
+    model_base_path: str = PipelineConfig().serving_dir
+    host: str = "127.0.0.1"         # loopback only unless told otherwise
+    port: int = 8501                # REST (TF Serving's default REST port)
+    grpc_port: int = 8500           # gRPC (TF Serving's default port); 0 turns gRPC off
+    poll_seconds: float = 1.0       # how often the base path is checked for new versions
+    max_batch_size: int = 64        # rows merged into one TensorFlow call
+    batch_threads: int = 2          # TensorFlow calls running at once
+    max_body_bytes: int = 16 * 1024 * 1024  # larger request bodies get HTTP 413
+    access_log: str = "-"           # '-' (stderr), a file path, or 'off'
+
+    def __post_init__(self):
+        for key in ("port", "grpc_port"):
+            if not 0 <= getattr(self, key) <= 65535:
+                raise ValueError(f"{key} must be a port number (0-65535), got {getattr(self, key)}")
+        if self.max_batch_size < 1 or self.batch_threads < 1 or self.max_body_bytes < 1 or self.poll_seconds <= 0:
+            raise ValueError("max_batch_size, batch_threads, max_body_bytes and poll_seconds must be positive")

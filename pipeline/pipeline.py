@@ -21,10 +21,11 @@ SCHEMA_DIR = os.path.join(PROJECT_ROOT, "pipeline", "schemas")
 
 
 def source_fingerprint(*packages: str) -> str:
-    """A hash of the Python sources of `packages` (project-relative directories)."""
+    """A hash of the Python sources of `packages` (project-relative directories or `.py` files)."""
     digest = hashlib.sha256()
     for package in packages:
-        for path in sorted(glob.glob(os.path.join(PROJECT_ROOT, package, "**", "*.py"), recursive=True)):
+        pattern = package if package.endswith(".py") else os.path.join(package, "**", "*.py")
+        for path in sorted(glob.glob(os.path.join(PROJECT_ROOT, pattern), recursive=True)):
             digest.update(os.path.relpath(path, PROJECT_ROOT).encode())
             with open(path, "rb") as f:
                 digest.update(f.read())
@@ -133,7 +134,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     track_sources(data_check, "components/data_check")
     track_sources(transform, "transform")
     track_sources(cooccurrence, "components/cooccurrence")
-    track_sources(trainer, "trainer", "components/cooccurrence", "transform")
+    track_sources(trainer, "trainer", "serving/model.py", "components/cooccurrence", "transform")
     track_sources(evaluator, "evaluation")
 
     return tfx.dsl.Pipeline(

@@ -16,10 +16,9 @@ from tfx.utils import path_utils
 
 from trainer import glove
 from trainer.cooccurrence_reader import read_cooccurrence_shards
-from trainer.serving_model import RankingModel, token_weights
+from serving.model import build_model, save_model
 
 VECTORS_FILE = "word_vectors.txt"
-_BATCH = 512
 
 
 def read_cvs(examples: types.Artifact, split: str) -> Tuple[np.ndarray, List[bytes]]:
@@ -37,20 +36,6 @@ def read_cvs(examples: types.Artifact, split: str) -> Tuple[np.ndarray, List[byt
         rows.extend(zip(parsed["cv_id"].numpy().tolist(), texts.numpy().tolist()))
     rows.sort()
     return np.array([r[0] for r in rows], dtype=object), [r[1] for r in rows]
-
-
-def build_model(tft_output: tft.TFTransformOutput, vectors: np.ndarray, cv_ids: np.ndarray,
-                cv_texts: List[bytes], weighting: str, top_k: int) -> RankingModel:
-    """The serving model with its CV index: CV vectors are computed by the model's own embedding path,
-    so queries and CVs are embedded identically."""
-    model = RankingModel(tft_output, vectors, np.ones(len(vectors), np.float32), top_k)
-    doc_ids = [model.token_ids(tf.constant(cv_texts[k:k + _BATCH])).numpy() for k in range(0, len(cv_texts), _BATCH)]
-    doc_ids = [np.asarray(d, np.int64) for chunk in doc_ids for d in chunk]
-    model.word_weights = tf.constant(token_weights(doc_ids, len(vectors), weighting), tf.float32)
-    raw = np.concatenate([model.raw_embedding(tf.constant(cv_texts[k:k + _BATCH])).numpy()
-                          for k in range(0, len(cv_texts), _BATCH)]) if cv_texts else np.zeros((0, vectors.shape[1]))
-    model.set_index(cv_ids, raw.astype(np.float32))
-    return model
 
 
 class Executor(base_executor.BaseExecutor):
@@ -89,7 +74,7 @@ class Executor(base_executor.BaseExecutor):
         model = build_model(tft_output, result.vectors, cv_ids, cv_texts,
                             exec_properties["doc_weighting"], exec_properties["top_k"])
         serving_dir = path_utils.serving_model_path(model_artifact.uri)
-        tf.saved_model.save(model, serving_dir, signatures=model.signatures())
+        save_model(model, serving_dir)
         model_artifact.set_int_custom_property("vocab_size", len(words))
         model_artifact.set_int_custom_property("index_size", len(cv_ids))
         if result.losses:

@@ -16,20 +16,34 @@ products), with standard ops only, so TensorFlow Serving loads the model as is. 
 Document vector: the weighted mean of the vectors of the document's in-vocabulary tokens, with a
 per-word weight (see `token_weights`), minus the mean CV vector (the component that all documents
 share), L2-normalised. A document with no in-vocabulary token gets the zero vector and scores 0.
+
+A saved model is self-contained: its variables hold the word vectors, the word weights, the centre,
+k and the CV index, and `assets.extra/transform/` holds a copy of the Transform graph, so a new CV
+index can be built from a served version alone (`serving.index`). `assets.extra/tf_serving_warmup_requests`
+holds warm-up requests in TF Serving's format, replayed by any server before the version goes live.
 """
 
 from __future__ import annotations
+
+import os
+import shutil
+from typing import List, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-_TEXT = "text"
+from transform.preprocessing import TEXT_KEY, TOKEN_IDS_KEY
 
+# Where a saved model keeps its copy of the Transform graph, and TF Serving's warm-up file.
+TRANSFORM_DIR = os.path.join("assets.extra", "transform")
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+WARMUP_TEXTS = ("software developer with python and sql experience", "")
 
 # SIF's smoothing constant; 2e-3 gave the best MAP on the bundled eval jobs among 1e-4 ... 5e-3
 # (benchmarks/ranking_quality.py); Arora et al. report 1e-3 to 1e-4 works for general text.
 SIF_A = 2e-3
+_BATCH = 512
 
 
 def token_weights(doc_token_ids: list, vocab_size: int, scheme: str, sif_a: float = SIF_A) -> np.ndarray:
@@ -56,21 +70,21 @@ def token_weights(doc_token_ids: list, vocab_size: int, scheme: str, sif_a: floa
 
 
 class RankingModel(tf.Module):
-    """Tokenises with the Transform graph, embeds, and ranks against a fixed CV index."""
+    """Tokenises with the Transform graph, embeds, and ranks against a CV index held in variables."""
 
     def __init__(self, tft_output: tft.TFTransformOutput, word_vectors: np.ndarray, weights: np.ndarray,
                  top_k: int):
         super().__init__()
+        self.tft_output = tft_output
         self.tft_layer = tft_output.transform_features_layer()
-        self._text_is_sparse = isinstance(tft_output.raw_feature_spec()[_TEXT], tf.io.VarLenFeature)
-        self.word_vectors = tf.constant(word_vectors, tf.float32)
-        self.word_weights = tf.constant(weights, tf.float32)
-        self.top_k = int(top_k)
+        self._text_is_sparse = isinstance(tft_output.raw_feature_spec()[TEXT_KEY], tf.io.VarLenFeature)
+        self.word_vectors = tf.Variable(word_vectors.astype(np.float32), trainable=False, name="word_vectors")
+        self.word_weights = tf.Variable(weights.astype(np.float32), trainable=False, name="word_weights")
+        self.top_k = tf.Variable(int(top_k), dtype=tf.int32, trainable=False, name="top_k")
         dim = word_vectors.shape[1]
         self.center = tf.Variable(tf.zeros([dim]), trainable=False, name="center")
         self.cv_ids = tf.Variable(tf.constant([], tf.string), shape=[None], trainable=False, name="cv_ids")
         self.cv_matrix = tf.Variable(tf.zeros([0, dim]), shape=[None, dim], trainable=False, name="cv_matrix")
-        self.cv_table = None
 
     # -- building blocks -------------------------------------------------------------------------
     def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
@@ -82,7 +96,7 @@ class RankingModel(tf.Module):
             raw = tf.SparseTensor(indices=indices, values=text, dense_shape=tf.stack([n, 1]))
         else:
             raw = tf.expand_dims(text, 1)
-        ids = self.tft_layer({_TEXT: raw})["token_ids"]
+        ids = self.tft_layer({TEXT_KEY: raw})[TOKEN_IDS_KEY]
         if isinstance(ids, tf.SparseTensor):
             ids = tf.RaggedTensor.from_sparse(ids)
         elif not isinstance(ids, tf.RaggedTensor):
@@ -104,13 +118,23 @@ class RankingModel(tf.Module):
         return tf.math.l2_normalize(centred, axis=1)
 
     def set_index(self, cv_ids: np.ndarray, raw_cv_vectors: np.ndarray) -> None:
-        """Fixes the CV index: ids [n] and raw (uncentred) vectors [n, dim] from `raw_embedding`."""
-        self.center.assign(raw_cv_vectors.mean(axis=0) if len(raw_cv_vectors) else self.center)
-        self.cv_ids.assign(cv_ids)
-        self.cv_matrix.assign(self._normalise(tf.constant(raw_cv_vectors, tf.float32)))
-        self.cv_table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(cv_ids), tf.range(len(cv_ids), dtype=tf.int64)),
-            default_value=-1)
+        """Fixes the CV index: ids [n] and raw (uncentred) vectors [n, dim] from `raw_embedding`. The
+        centre becomes the mean CV vector."""
+        if len(raw_cv_vectors):
+            self.center.assign(raw_cv_vectors.mean(axis=0))
+        self.set_index_vectors(cv_ids, self._normalise(tf.constant(raw_cv_vectors, tf.float32)).numpy())
+
+    def set_index_vectors(self, cv_ids: np.ndarray, cv_vectors: np.ndarray) -> None:
+        """Sets the CV index to ids [n] and their final (centred, normalised) vectors [n, dim]."""
+        self.cv_ids.assign(np.asarray(cv_ids, dtype=object))
+        self.cv_matrix.assign(np.asarray(cv_vectors, np.float32).reshape([-1, self.cv_matrix.shape[1]]))
+
+    def embed_texts(self, texts: Sequence[bytes]) -> np.ndarray:
+        """The final document vectors [n, dim] of `texts`, in batches (what `embed` returns)."""
+        dim = int(self.cv_matrix.shape[1])
+        parts = [self.embed(tf.constant(list(texts[k:k + _BATCH])))["embedding"].numpy()
+                 for k in range(0, len(texts), _BATCH)]
+        return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
     # -- signatures ------------------------------------------------------------------------------
     def embed(self, text):
@@ -126,8 +150,8 @@ class RankingModel(tf.Module):
         return {"cv_ids": tf.gather(self.cv_ids, top.indices), "scores": top.values}
 
     def evaluate(self, examples):
-        parsed = tf.io.parse_example(examples, {_TEXT: tf.io.VarLenFeature(tf.string)})
-        text = tf.strings.reduce_join(tf.RaggedTensor.from_sparse(parsed[_TEXT]), axis=1, separator=" ")
+        parsed = tf.io.parse_example(examples, {TEXT_KEY: tf.io.VarLenFeature(tf.string)})
+        text = tf.strings.reduce_join(tf.RaggedTensor.from_sparse(parsed[TEXT_KEY]), axis=1, separator=" ")
         return {"scores": self._all_scores(text)}
 
     def relevance_labels(self, examples):
@@ -135,11 +159,13 @@ class RankingModel(tf.Module):
             "judged_cv_ids": tf.io.VarLenFeature(tf.string),
             "judged_relevance": tf.io.VarLenFeature(tf.int64),
         })
-        ids = parsed["judged_cv_ids"]
+        ids = tf.sparse.reorder(parsed["judged_cv_ids"])
         rel = tf.sparse.reorder(parsed["judged_relevance"])
-        ids = tf.sparse.reorder(ids)
-        cols = self.cv_table.lookup(ids.values)
-        known = cols >= 0
+        # The column of each judged id in the index, found from the cv_ids variable at call time, so the
+        # index can be replaced without rebuilding a lookup table: [judged, n_cvs] matches.
+        matches = tf.equal(tf.expand_dims(ids.values, 1), tf.expand_dims(self.cv_ids, 0))
+        known = tf.reduce_any(matches, axis=1)
+        cols = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64)
         rows = tf.boolean_mask(ids.indices[:, 0], known)
         indices = tf.stack([rows, tf.boolean_mask(cols, known)], axis=1)
         values = tf.cast(tf.boolean_mask(rel.values, known), tf.float32)
@@ -149,7 +175,7 @@ class RankingModel(tf.Module):
     def signatures(self) -> dict:
         """The SavedModel signatures. Each is traced from a tf.function made for this instance (not a
         class-level decorator), so several models built in one process never share traced graphs."""
-        text = [tf.TensorSpec([None], tf.string, name=_TEXT)]
+        text = [tf.TensorSpec([None], tf.string, name=TEXT_KEY)]
         examples = [tf.TensorSpec([None], tf.string, name="examples")]
         return {
             "serving_default": tf.function(self.serve, input_signature=text).get_concrete_function(),
@@ -157,3 +183,58 @@ class RankingModel(tf.Module):
             "evaluate": tf.function(self.evaluate, input_signature=examples).get_concrete_function(),
             "relevance_labels": tf.function(self.relevance_labels, input_signature=examples).get_concrete_function(),
         }
+
+
+def build_model(tft_output: tft.TFTransformOutput, vectors: np.ndarray, cv_ids: np.ndarray,
+                cv_texts: List[bytes], weighting: str, top_k: int) -> RankingModel:
+    """The serving model with its CV index: word weights from the CVs (`weighting`), CV vectors computed by
+    the model's own embedding path, so queries and CVs are embedded identically."""
+    model = RankingModel(tft_output, vectors, np.ones(len(vectors), np.float32), top_k)
+    doc_ids = [model.token_ids(tf.constant(cv_texts[k:k + _BATCH])).numpy() for k in range(0, len(cv_texts), _BATCH)]
+    doc_ids = [np.asarray(d, np.int64) for chunk in doc_ids for d in chunk]
+    model.word_weights.assign(token_weights(doc_ids, len(vectors), weighting))
+    raw = np.concatenate([model.raw_embedding(tf.constant(cv_texts[k:k + _BATCH])).numpy()
+                          for k in range(0, len(cv_texts), _BATCH)]) if cv_texts else np.zeros((0, vectors.shape[1]))
+    model.set_index(cv_ids, raw.astype(np.float32))
+    return model
+
+
+def _warmup_records() -> List[bytes]:
+    """TF Serving warm-up requests (PredictionLog records): one `serving_default` predict request."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name="serving_default"))
+    request.inputs[TEXT_KEY].CopyFrom(tf.make_tensor_proto(list(WARMUP_TEXTS), dtype=tf.string))
+    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    return [log.SerializeToString()]
+
+
+def save_model(model: RankingModel, export_dir: str) -> None:
+    """Saves `model` as a SavedModel in `export_dir`, with its Transform graph copy and warm-up requests."""
+    tf.saved_model.save(model, export_dir, signatures=model.signatures())
+    transform_copy = os.path.join(export_dir, TRANSFORM_DIR)
+    for part in (tft.TFTransformOutput.TRANSFORM_FN_DIR, tft.TFTransformOutput.TRANSFORMED_METADATA_DIR):
+        source = os.path.join(model.tft_output.transform_savedmodel_dir, os.pardir, part)
+        shutil.copytree(os.path.normpath(source), os.path.join(transform_copy, part))
+    with tf.io.TFRecordWriter(os.path.join(export_dir, WARMUP_FILE)) as writer:
+        for record in _warmup_records():
+            writer.write(record)
+
+
+def _variable(reader: tf.train.CheckpointReader, name: str) -> np.ndarray:
+    return reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
+
+
+def load_for_indexing(export_dir: str) -> RankingModel:
+    """Rebuilds the RankingModel of a saved model (from its variables and its Transform graph copy), to
+    give it another CV index. Raises FileNotFoundError when `export_dir` lacks either part."""
+    transform_dir = os.path.join(export_dir, TRANSFORM_DIR)
+    if not os.path.isdir(transform_dir):
+        raise FileNotFoundError(f"{export_dir} has no Transform graph copy ({TRANSFORM_DIR}); "
+                                "it was not saved by serving.model.save_model")
+    reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
+    model = RankingModel(tft.TFTransformOutput(transform_dir), _variable(reader, "word_vectors"),
+                         _variable(reader, "word_weights"), int(_variable(reader, "top_k")))
+    model.center.assign(_variable(reader, "center"))
+    model.set_index_vectors(_variable(reader, "cv_ids"), _variable(reader, "cv_matrix"))
+    return model
