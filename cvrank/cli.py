@@ -118,6 +118,73 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """Serves the pushed models over TF Serving's REST and gRPC APIs until interrupted."""
+    import dataclasses
+
+    from cvrank.config import PipelineConfig, ServingConfig
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("grpc_port", args.grpc_port),
+                                   ("model_name", args.model_name), ("access_log", args.access_log),
+                                   ("max_batch_size", args.max_batch_size),
+                                   ("batch_threads", args.batch_threads),
+                                   ("poll_seconds", args.poll_seconds),
+                                   ("max_body_bytes", args.max_body_bytes)) if v is not None}
+    if args.model_base_path:
+        overrides["model_base_path"] = os.path.abspath(args.model_base_path)
+    elif args.workspace:
+        overrides["model_base_path"] = PipelineConfig(workspace=os.path.abspath(args.workspace)).serving_dir
+    try:
+        config = dataclasses.replace(ServingConfig(), **overrides)
+    except ValueError as err:
+        print(f"cvrank serve: {err}", file=sys.stderr)
+        return 2
+    from serving.server import main as serve_main
+
+    return serve_main(config)
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    """Ranks the CVs for a job description through a TF Serving REST endpoint and prints them."""
+    import json
+
+    from serving.client import QueryError, format_matches, rank_cvs
+
+    text = args.text if args.text != "-" else sys.stdin.read()
+    try:
+        matches = rank_cvs(text, url=args.url, model=args.model_name, top_k=args.top_k)
+    except QueryError as err:
+        print(f"cvrank query: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([m.__dict__ for m in matches], indent=2, ensure_ascii=False))
+    else:
+        print(format_matches(matches))
+        if len(matches) < args.top_k:
+            print(f"({len(matches)} CVs returned: the model returns at most its top_k setting)")
+    return 0
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    """Adds CVs to the index of the newest pushed model and pushes the result as a new version."""
+    from cvrank.config import PipelineConfig
+    from serving.cv_files import CvFileError
+    from serving.index import IndexUpdateError, update_index
+
+    config = PipelineConfig(workspace=os.path.abspath(args.workspace or PipelineConfig().workspace))
+    base = os.path.abspath(args.model_base_path) if args.model_base_path else config.serving_dir
+    try:
+        result = update_index(args.cvs, base, config.metadata_path, config.pipeline_name)
+    except (CvFileError, IndexUpdateError) as err:
+        print(f"cvrank index: {err}", file=sys.stderr)
+        print("cvrank index: nothing was pushed; the served model is unchanged.", file=sys.stderr)
+        return 2
+    print(f"cvrank index: pushed version {result.version} ({result.path}): version {result.source_version} "
+          f"plus {result.added} new CVs, {result.replaced} replaced; {result.index_size} CVs in the index "
+          f"(ML Metadata execution {result.execution_id})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cvrank",
@@ -139,6 +206,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke", help="run the smoke pipeline (ExampleGen, StatisticsGen, SchemaGen)")
     _add_config_args(p)
     p.set_defaults(func=_cmd_smoke)
+
+    p = sub.add_parser("serve", help="serve the pushed models over TF Serving's REST and gRPC APIs")
+    p.add_argument("--port", type=int, help="REST port (default 8501)")
+    p.add_argument("--grpc-port", type=int, help="gRPC port (default 8500; 0 turns gRPC off)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--model-base-path", metavar="DIR",
+                   help="TF Serving model base path (default <workspace>/serving/cvrank)")
+    p.add_argument("--workspace", metavar="DIR", help="serve the models pushed into this workspace")
+    p.add_argument("--model-name", help="model name in URLs (default cvrank)")
+    p.add_argument("--access-log", metavar="FILE", help="access log: '-' for stderr (default), a file, or 'off'")
+    p.add_argument("--max-batch-size", type=int, help="rows merged into one TensorFlow call (default 64)")
+    p.add_argument("--batch-threads", type=int, help="TensorFlow calls running at once (default 2)")
+    p.add_argument("--poll-seconds", type=float, help="how often to look for new versions (default 1)")
+    p.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default 16 MiB)")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("query", help="rank CVs for a job description through a TF Serving REST endpoint")
+    p.add_argument("text", help="the job description ('-' reads it from standard input)")
+    p.add_argument("--top-k", type=int, default=10, help="how many CVs to print (default 10)")
+    p.add_argument("--url", default="http://127.0.0.1:8501", help="the server (default http://127.0.0.1:8501)")
+    p.add_argument("--model-name", default="cvrank", help="model name (default cvrank)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_query)
+
+    p = sub.add_parser("index", help="add CVs to the served model's index without retraining (pushes a new version)")
+    p.add_argument("--cvs", metavar="FILE_OR_DIR", action="append", required=True,
+                   help="a cv_id,text CSV file or a directory of them (repeatable)")
+    p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
+    p.add_argument("--model-base-path", metavar="DIR", help="model base path (default <workspace>/serving/cvrank)")
+    p.set_defaults(func=_cmd_index)
 
     sub.add_parser(
         "runtime",

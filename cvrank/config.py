@@ -44,7 +44,7 @@ class PipelineConfig:
     seed: int = 42
     # Serving model: how word vectors make a document vector (mean, idf, sif), and how many CVs to return.
     doc_weighting: str = "sif"
-    top_k: int = 100
+    top_k: int = 10
     # Evaluator: absolute MAP floor and tolerated drop against the latest blessed model.
     map_floor: float = 0.05
     map_tolerance: float = 0.01

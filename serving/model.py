@@ -4,7 +4,8 @@ Every step runs in the TensorFlow graph (the Transform graph for tokenisation, t
 products), with standard ops only, so TensorFlow Serving loads the model as is. Signatures:
 
 - `serving_default`: `text` [batch] string -> `cv_ids` [batch, k] string, `scores` [batch, k] float32,
-  the k CVs of the index with the highest cosine similarity, best first.
+  `snippets` [batch, k] string: the k CVs of the index with the highest cosine similarity, best first,
+  with the first words of each CV (so a client can show results without a database).
 - `embed`: `text` [batch] string -> `embedding` [batch, dim] float32, the L2-normalised document vector.
 - `evaluate`: serialized tf.Example [batch] (a job, feature `text`) -> `scores` [batch, n_cvs], the
   cosine similarity to every CV of the index, in index order (used by the Evaluator: full-candidate
@@ -39,6 +40,7 @@ from transform.preprocessing import TEXT_KEY, TOKEN_IDS_KEY
 TRANSFORM_DIR = os.path.join("assets.extra", "transform")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 WARMUP_TEXTS = ("software developer with python and sql experience", "")
+SNIPPET_WORDS = 12
 
 # SIF's smoothing constant; 2e-3 gave the best MAP on the bundled eval jobs among 1e-4 ... 5e-3
 # (benchmarks/ranking_quality.py); Arora et al. report 1e-3 to 1e-4 works for general text.
@@ -85,6 +87,7 @@ class RankingModel(tf.Module):
         self.center = tf.Variable(tf.zeros([dim]), trainable=False, name="center")
         self.cv_ids = tf.Variable(tf.constant([], tf.string), shape=[None], trainable=False, name="cv_ids")
         self.cv_matrix = tf.Variable(tf.zeros([0, dim]), shape=[None, dim], trainable=False, name="cv_matrix")
+        self.cv_snippets = tf.Variable(tf.constant([], tf.string), shape=[None], trainable=False, name="cv_snippets")
 
     # -- building blocks -------------------------------------------------------------------------
     def token_ids(self, text: tf.Tensor) -> tf.RaggedTensor:
@@ -117,17 +120,21 @@ class RankingModel(tf.Module):
         centred = tf.where(has_tokens, raw - self.center, tf.zeros_like(raw))
         return tf.math.l2_normalize(centred, axis=1)
 
-    def set_index(self, cv_ids: np.ndarray, raw_cv_vectors: np.ndarray) -> None:
-        """Fixes the CV index: ids [n] and raw (uncentred) vectors [n, dim] from `raw_embedding`. The
-        centre becomes the mean CV vector."""
+    def set_index(self, cv_ids: np.ndarray, raw_cv_vectors: np.ndarray, snippets: Sequence[bytes]) -> None:
+        """Fixes the CV index: ids [n], raw (uncentred) vectors [n, dim] from `raw_embedding` and snippets
+        [n]. The centre becomes the mean CV vector."""
         if len(raw_cv_vectors):
             self.center.assign(raw_cv_vectors.mean(axis=0))
-        self.set_index_vectors(cv_ids, self._normalise(tf.constant(raw_cv_vectors, tf.float32)).numpy())
+        self.set_index_vectors(cv_ids, self._normalise(tf.constant(raw_cv_vectors, tf.float32)).numpy(), snippets)
 
-    def set_index_vectors(self, cv_ids: np.ndarray, cv_vectors: np.ndarray) -> None:
-        """Sets the CV index to ids [n] and their final (centred, normalised) vectors [n, dim]."""
-        self.cv_ids.assign(np.asarray(cv_ids, dtype=object))
+    def set_index_vectors(self, cv_ids: np.ndarray, cv_vectors: np.ndarray, snippets: Sequence[bytes]) -> None:
+        """Sets the CV index to ids [n], their final (centred, normalised) vectors [n, dim] and snippets [n]."""
+        if not len(cv_ids) == len(cv_vectors) == len(snippets):
+            raise ValueError(f"index parts differ in length: {len(cv_ids)} ids, {len(cv_vectors)} vectors, "
+                             f"{len(snippets)} snippets")
+        self.cv_ids.assign(np.asarray(cv_ids, dtype=object).reshape([-1]))
         self.cv_matrix.assign(np.asarray(cv_vectors, np.float32).reshape([-1, self.cv_matrix.shape[1]]))
+        self.cv_snippets.assign(np.asarray(list(snippets), dtype=object).reshape([-1]))
 
     def embed_texts(self, texts: Sequence[bytes]) -> np.ndarray:
         """The final document vectors [n, dim] of `texts`, in batches (what `embed` returns)."""
@@ -147,7 +154,8 @@ class RankingModel(tf.Module):
         scores = self._all_scores(text)
         k = tf.minimum(self.top_k, tf.shape(self.cv_ids)[0])
         top = tf.math.top_k(scores, k=k, sorted=True)
-        return {"cv_ids": tf.gather(self.cv_ids, top.indices), "scores": top.values}
+        return {"cv_ids": tf.gather(self.cv_ids, top.indices), "scores": top.values,
+                "snippets": tf.gather(self.cv_snippets, top.indices)}
 
     def evaluate(self, examples):
         parsed = tf.io.parse_example(examples, {TEXT_KEY: tf.io.VarLenFeature(tf.string)})
@@ -195,8 +203,14 @@ def build_model(tft_output: tft.TFTransformOutput, vectors: np.ndarray, cv_ids: 
     model.word_weights.assign(token_weights(doc_ids, len(vectors), weighting))
     raw = np.concatenate([model.raw_embedding(tf.constant(cv_texts[k:k + _BATCH])).numpy()
                           for k in range(0, len(cv_texts), _BATCH)]) if cv_texts else np.zeros((0, vectors.shape[1]))
-    model.set_index(cv_ids, raw.astype(np.float32))
+    model.set_index(cv_ids, raw.astype(np.float32), [snippet(t) for t in cv_texts])
     return model
+
+
+def snippet(text: bytes, words: int = SNIPPET_WORDS) -> bytes:
+    """The first `words` words of a CV, for display."""
+    parts = text.split()
+    return b" ".join(parts[:words]) + (b" ..." if len(parts) > words else b"")
 
 
 def _warmup_records() -> List[bytes]:
@@ -213,9 +227,10 @@ def save_model(model: RankingModel, export_dir: str) -> None:
     """Saves `model` as a SavedModel in `export_dir`, with its Transform graph copy and warm-up requests."""
     tf.saved_model.save(model, export_dir, signatures=model.signatures())
     transform_copy = os.path.join(export_dir, TRANSFORM_DIR)
-    for part in (tft.TFTransformOutput.TRANSFORM_FN_DIR, tft.TFTransformOutput.TRANSFORMED_METADATA_DIR):
-        source = os.path.join(model.tft_output.transform_savedmodel_dir, os.pardir, part)
-        shutil.copytree(os.path.normpath(source), os.path.join(transform_copy, part))
+    root = os.path.dirname(os.path.normpath(model.tft_output.transform_savedmodel_dir))
+    for part in (tft.TFTransformOutput.TRANSFORM_FN_DIR, tft.TFTransformOutput.TRANSFORMED_METADATA_DIR,
+                 tft.TFTransformOutput.RAW_METADATA_DIR):
+        shutil.copytree(os.path.join(root, part), os.path.join(transform_copy, part))
     with tf.io.TFRecordWriter(os.path.join(export_dir, WARMUP_FILE)) as writer:
         for record in _warmup_records():
             writer.write(record)
@@ -236,5 +251,6 @@ def load_for_indexing(export_dir: str) -> RankingModel:
     model = RankingModel(tft.TFTransformOutput(transform_dir), _variable(reader, "word_vectors"),
                          _variable(reader, "word_weights"), int(_variable(reader, "top_k")))
     model.center.assign(_variable(reader, "center"))
-    model.set_index_vectors(_variable(reader, "cv_ids"), _variable(reader, "cv_matrix"))
+    model.set_index_vectors(_variable(reader, "cv_ids"), _variable(reader, "cv_matrix"),
+                            _variable(reader, "cv_snippets"))
     return model

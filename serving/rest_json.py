@@ -276,9 +276,11 @@ def _scalar_writer(array: np.ndarray, name: str):
     raise invalid_argument(f"Failed to write JSON value for tensor type: {array.dtype}")
 
 
-def _write(array: np.ndarray, scalar, indent: int, single_line: bool) -> str:
-    if array.ndim == 0:
-        return scalar(array.item() if array.dtype.kind != "O" else array[()])
+def _write(array, scalar, indent: int, single_line: bool) -> str:
+    if isinstance(array, np.ndarray) and array.ndim == 0:
+        array = array[()]
+    if not isinstance(array, np.ndarray):
+        return scalar(array)
     if array.shape[0] == 0:
         return "[]"
     if single_line:

@@ -50,7 +50,7 @@ class GloveTrainer(base_component.BaseComponent):
     def __init__(self, cooccurrence: types.BaseChannel, transform_graph: types.BaseChannel,
                  cvs: types.BaseChannel, *, embedding_dim: int = 100, epochs: int = 25, x_max: float = 100.0,
                  alpha: float = 0.75, learning_rate: float = 0.05, batch_size: int = 16384, seed: int = 0,
-                 doc_weighting: str = "sif", top_k: int = 100, cv_split: str = "cvs"):
+                 doc_weighting: str = "sif", top_k: int = 10, cv_split: str = "cvs"):
         spec = GloveTrainerSpec(
             cooccurrence=cooccurrence, transform_graph=transform_graph, cvs=cvs,
             embedding_dim=embedding_dim, epochs=epochs, x_max=float(x_max), alpha=float(alpha),
