@@ -1,10 +1,14 @@
 # The two commands: `make run` (the main job) and `make test`. Both build the runtime when it is missing.
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast runtime lock clean-runtime
+.PHONY: run serve test test-fast runtime lock clean-runtime
 
 run:
 	bin/cvrank run
+
+# Serves what `make run` pushed (workspace/serving/cvrank) over TF Serving's REST (8501) and gRPC (8500) APIs.
+serve:
+	bin/cvrank serve
 
 test:
 	tests/runtime/test_wrapper.sh

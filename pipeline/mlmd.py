@@ -81,3 +81,22 @@ def upstream_nodes(store: metadata_store.MetadataStore, artifact_id: int, pipeli
                 if ev.type == metadata_store_pb2.Event.INPUT:
                     frontier.append((ev.artifact_id, depth + 1))
     return found
+
+
+def producer(store: metadata_store.MetadataStore, artifact_id: int):
+    """The execution that output artifact `artifact_id`, its type name and its inputs by key:
+    (execution, type name, {input key: [artifacts]}), or None when no execution recorded it as an output."""
+    events = [ev for ev in store.get_events_by_artifact_ids([artifact_id])
+              if ev.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    if not events:
+        return None
+    [execution] = store.get_executions_by_id([events[-1].execution_id])
+    [exec_type] = store.get_execution_types_by_id([execution.type_id])
+    inputs: Dict[str, list] = {}
+    in_events = [ev for ev in store.get_events_by_execution_ids([execution.id])
+                 if ev.type in (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([ev.artifact_id for ev in in_events])}
+    for ev in in_events:
+        key = ev.path.steps[0].key if ev.path.steps else ""
+        inputs.setdefault(key, []).append(artifacts[ev.artifact_id])
+    return execution, exec_type.name, inputs

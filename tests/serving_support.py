@@ -80,7 +80,7 @@ def free_port() -> int:
 class ServerProcess:
     """`cvrank serve` in a child process on free ports of 127.0.0.1."""
 
-    def __init__(self, base_path: str, log_path: str, *extra_args: str):
+    def __init__(self, base_path: str, log_path: str, *extra_args: str, poll_seconds: float = 0.2):
         self.port, self.grpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -88,7 +88,7 @@ class ServerProcess:
         env = dict(os.environ, PYTHONPATH=PROJECT_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cvrank.cli", "serve", "--model-base-path", base_path, "--port", str(self.port),
-             "--grpc-port", str(self.grpc_port), "--poll-seconds", "0.2", *extra_args],
+             "--grpc-port", str(self.grpc_port), "--poll-seconds", str(poll_seconds), *extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
@@ -153,3 +153,30 @@ def copy_version(source: str, base_path: str, version: int) -> str:
     target = os.path.join(base_path, str(version))
     shutil.copytree(source, target)
     return target
+
+
+_NON_STANDARD_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+
+
+def saved_model_ops(export_dir):
+    """Every op type in the SavedModel's graph and function library."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    ops = set()
+    for graph in saved.meta_graphs:
+        ops |= {n.op for n in graph.graph_def.node}
+        for fn in graph.graph_def.library.function:
+            ops |= {n.op for n in fn.node_def}
+    return ops
+
+
+def assert_standard_ops(export_dir):
+    from tensorflow.python.framework import op_def_registry
+
+    ops = saved_model_ops(export_dir)
+    assert ops and not ops & _NON_STANDARD_OPS, ops & _NON_STANDARD_OPS
+    unregistered = {op for op in ops if op_def_registry.get(op) is None}
+    assert not unregistered, f"ops that are not TensorFlow's own: {unregistered}"

@@ -11,6 +11,9 @@ from cvrank.config import PROJECT_ROOT, PipelineConfig
 from pipeline import mlmd, runner
 from pipeline.pipeline import create_pipeline
 from pipeline.summary import summarize
+from ml_metadata.proto import metadata_store_pb2
+from serving.index import pushed_model_artifact, update_index
+from tests.serving_support import assert_standard_ops
 
 TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
 UPSTREAM = ["jobs_example_gen", "texts_example_gen", "judgments_example_gen", "texts_statistics_gen",
@@ -153,3 +156,41 @@ def test_bad_input_stops_before_training_and_keeps_pushed_model(first_run, tmp_p
     assert len(store.get_executions()) >= executions_before
     [trainer_state] = {s for n, s in states(run(config)).items() if n == "GloveTrainer"}
     assert trainer_state == "CACHED"
+
+
+def test_pushed_model_uses_standard_ops_only(first_run):
+    config, first = first_run
+    assert_standard_ops(os.path.join(config.serving_dir, first.pushed_version))
+
+
+def test_index_update_pushes_a_version_with_lineage_to_the_trained_model(first_run, tmp_path):
+    """`cvrank index` after a real run: the new version ranks the new CV first, and ML Metadata links it
+    to the version it started from, that version's Pusher, and the GloveTrainer model behind it."""
+    config, first = first_run
+    cvs = tmp_path / "new_cvs.csv"
+    text = "Registered nurse; intensive care unit; ventilator management; patient triage and medication"
+    cvs.write_text(f"cv_id,text\ncv-added-1,{text}\n", encoding="utf-8")
+    latest = max(pushed_versions(config), key=int)
+    result = update_index([str(cvs)], config.serving_dir, config.metadata_path, config.pipeline_name)
+    assert result.source_version == int(latest) and result.added == 1 and result.replaced == 0
+    assert str(result.version) in pushed_versions(config) and result.version > int(latest)
+
+    model = tf.saved_model.load(result.path)
+    top = model.signatures["serving_default"](text=tf.constant([text]))["cv_ids"].numpy()[0]
+    assert top[0] == b"cv-added-1"
+
+    store = mlmd.sqlite_store(config.metadata_path)
+    pushed = pushed_model_artifact(store, result.path)
+    execution, exec_type, inputs = mlmd.producer(store, pushed.id)
+    assert exec_type == "cvrank.CvIndexUpdate"
+    assert execution.last_known_state == metadata_store_pb2.Execution.COMPLETE
+    [cv_file] = inputs["cvs"]
+    assert cv_file.uri == str(cvs) and len(cv_file.custom_properties["sha256"].string_value) == 64
+    [source] = inputs["source_model"]
+    assert source.custom_properties["pushed_version"].string_value == latest
+    _, source_type, pusher_inputs = mlmd.producer(store, source.id)
+    assert source_type.endswith("Pusher")
+    [trained] = pusher_inputs["model"]
+    _, trainer_type, _ = mlmd.producer(store, trained.id)
+    assert trainer_type.endswith("GloveTrainer")
+

@@ -20,8 +20,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 from cvrank.config import PROJECT_ROOT
 from serving import rest_json
-from tests.serving_support import (ServerProcess, build_transform, copy_version, save_version, tiny_cvs,
-                                   wait_for)
+from tests.serving_support import (ServerProcess, assert_standard_ops, build_transform, copy_version,
+                                   save_version, tiny_cvs, wait_for)
 
 V1, V2 = 100, 200
 NEW_CV = ("cv-new-001", "Underwater basket weaving instructor; scuba certified; taught marine biology fieldwork")
@@ -225,35 +225,15 @@ def test_grpc_official_stubs(server):
 
 
 # -- the served model ------------------------------------------------------------------------------
-_NON_STANDARD_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
-
-
-def saved_model_ops(export_dir):
-    """Every op type in the SavedModel's graph and function library."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved = saved_model_pb2.SavedModel()
-    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
-        saved.ParseFromString(f.read())
-    ops = set()
-    for graph in saved.meta_graphs:
-        ops |= {n.op for n in graph.graph_def.node}
-        for fn in graph.graph_def.library.function:
-            ops |= {n.op for n in fn.node_def}
-    return ops
-
-
-def assert_standard_ops(export_dir):
-    from tensorflow.python.framework import op_def_registry
-
-    ops = saved_model_ops(export_dir)
-    assert ops and not ops & _NON_STANDARD_OPS, ops & _NON_STANDARD_OPS
-    unregistered = {op for op in ops if op_def_registry.get(op) is None}
-    assert not unregistered, f"ops that are not TensorFlow's own: {unregistered}"
-
-
-def test_served_model_uses_standard_ops_only(models):
+def test_served_model_uses_standard_ops_only(models, tmp_path):
     assert_standard_ops(models[V1])
+    # The check does catch a Python op.
+    module = tf.Module()
+    module.f = tf.function(lambda x: tf.py_function(lambda v: v * 2, [x], tf.float32),
+                           input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "pyfunc"), signatures=module.f.get_concrete_function())
+    with pytest.raises(AssertionError):
+        assert_standard_ops(str(tmp_path / "pyfunc"))
 
 
 def test_format_float_matches_tf_serving():
