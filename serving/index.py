@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
 import time
 from typing import List, Optional
 
@@ -105,10 +106,6 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
     """Pushes a new version of the newest model under `model_base_path` whose index also holds the CVs
     of `cv_paths` (files or directories of `cv_id,text` CSV). Raises CvFileError for bad CV files and
     IndexUpdateError when there is no model to start from; in both cases nothing is pushed."""
-    import tensorflow as tf
-
-    from serving.model import load_for_indexing, save_model, snippet
-
     files = [f for p in cv_paths for f in cv_file_paths(p)]
     cvs = read_cv_files(files)
     versions = versions_on_disk(model_base_path)
@@ -118,9 +115,23 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
         raise IndexUpdateError(f"no model under {model_base_path} to add CVs to; run `cvrank run` first")
     source_version = usable[0]
     source_dir = versions[source_version]
+    work_dir = tempfile.mkdtemp(prefix="cvrank-index-")
     try:
-        model = load_for_indexing(source_dir)
-    except (FileNotFoundError, tf.errors.OpError, ValueError) as err:
+        return _update(cvs, files, versions, source_version, source_dir, work_dir, model_base_path,
+                       metadata_path, pipeline_name)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _update(cvs, files, versions, source_version, source_dir, work_dir, model_base_path, metadata_path,
+            pipeline_name) -> IndexResult:
+    import tensorflow as tf
+
+    from serving.model import load_for_indexing, save_model, snippet
+
+    try:
+        model = load_for_indexing(source_dir, work_dir)
+    except (FileNotFoundError, tf.errors.OpError, ValueError, OSError) as err:
         raise IndexUpdateError(f"version {source_version} ({source_dir}) cannot be indexed: {err}") from None
 
     texts = [cv.text.encode("utf-8") for cv in cvs]

@@ -19,15 +19,17 @@ per-word weight (see `token_weights`), minus the mean CV vector (the component t
 share), L2-normalised. A document with no in-vocabulary token gets the zero vector and scores 0.
 
 A saved model is self-contained: its variables hold the word vectors, the word weights, the centre,
-k and the CV index, and `assets.extra/transform/` holds a copy of the Transform graph, so a new CV
-index can be built from a served version alone (`serving.index`). `assets.extra/tf_serving_warmup_requests`
+k and the CV index, and `assets.extra/transform_graph.tar` holds a copy of the Transform graph, so a new
+CV index can be built from a served version alone (`serving.index`). (An archive, not a directory: TFX's
+Pusher copies every `saved_model.pb` of a model last and only the top-level one, so a nested SavedModel
+directory would arrive without its graph.) `assets.extra/tf_serving_warmup_requests`
 holds warm-up requests in TF Serving's format, replayed by any server before the version goes live.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import tarfile
 from typing import List, Sequence
 
 import numpy as np
@@ -37,7 +39,7 @@ import tensorflow_transform as tft
 from transform.preprocessing import TEXT_KEY, TOKEN_IDS_KEY
 
 # Where a saved model keeps its copy of the Transform graph, and TF Serving's warm-up file.
-TRANSFORM_DIR = os.path.join("assets.extra", "transform")
+TRANSFORM_ARCHIVE = os.path.join("assets.extra", "transform_graph.tar")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 WARMUP_TEXTS = ("software developer with python and sql experience", "")
 SNIPPET_WORDS = 12
@@ -226,11 +228,12 @@ def _warmup_records() -> List[bytes]:
 def save_model(model: RankingModel, export_dir: str) -> None:
     """Saves `model` as a SavedModel in `export_dir`, with its Transform graph copy and warm-up requests."""
     tf.saved_model.save(model, export_dir, signatures=model.signatures())
-    transform_copy = os.path.join(export_dir, TRANSFORM_DIR)
+    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
     root = os.path.dirname(os.path.normpath(model.tft_output.transform_savedmodel_dir))
-    for part in (tft.TFTransformOutput.TRANSFORM_FN_DIR, tft.TFTransformOutput.TRANSFORMED_METADATA_DIR,
-                 tft.TFTransformOutput.RAW_METADATA_DIR):
-        shutil.copytree(os.path.join(root, part), os.path.join(transform_copy, part))
+    with tarfile.open(os.path.join(export_dir, TRANSFORM_ARCHIVE), "w") as archive:
+        for part in (tft.TFTransformOutput.TRANSFORM_FN_DIR, tft.TFTransformOutput.TRANSFORMED_METADATA_DIR,
+                     tft.TFTransformOutput.RAW_METADATA_DIR):
+            archive.add(os.path.join(root, part), arcname=part)
     with tf.io.TFRecordWriter(os.path.join(export_dir, WARMUP_FILE)) as writer:
         for record in _warmup_records():
             writer.write(record)
@@ -240,13 +243,17 @@ def _variable(reader: tf.train.CheckpointReader, name: str) -> np.ndarray:
     return reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
 
 
-def load_for_indexing(export_dir: str) -> RankingModel:
-    """Rebuilds the RankingModel of a saved model (from its variables and its Transform graph copy), to
-    give it another CV index. Raises FileNotFoundError when `export_dir` lacks either part."""
-    transform_dir = os.path.join(export_dir, TRANSFORM_DIR)
-    if not os.path.isdir(transform_dir):
-        raise FileNotFoundError(f"{export_dir} has no Transform graph copy ({TRANSFORM_DIR}); "
+def load_for_indexing(export_dir: str, work_dir: str) -> RankingModel:
+    """Rebuilds the RankingModel of a saved model (from its variables and its Transform graph copy, which
+    is unpacked into `work_dir` and used from there), to give it another CV index. Raises
+    FileNotFoundError when `export_dir` lacks either part."""
+    archive_path = os.path.join(export_dir, TRANSFORM_ARCHIVE)
+    if not os.path.isfile(archive_path):
+        raise FileNotFoundError(f"{export_dir} has no Transform graph copy ({TRANSFORM_ARCHIVE}); "
                                 "it was not saved by serving.model.save_model")
+    transform_dir = os.path.join(work_dir, "transform_graph")
+    with tarfile.open(archive_path) as archive:
+        archive.extractall(transform_dir, filter="data")
     reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
     model = RankingModel(tft.TFTransformOutput(transform_dir), _variable(reader, "word_vectors"),
                          _variable(reader, "word_weights"), int(_variable(reader, "top_k")))

@@ -31,7 +31,6 @@ log = logging.getLogger("cvrank.serving")
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
-_PREDICT_METHOD = "tensorflow/serving/predict"
 # An unloaded version's batchers stop this long after the switch; requests queued on it finish first.
 _DRAIN_SECONDS = 30.0
 
