@@ -3,6 +3,7 @@ unchanged: `PredictionService.Predict`, `PredictionService.GetModelMetadata`, `M
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Optional
 
@@ -25,111 +26,91 @@ def _version_choice(model_spec) -> tuple:
     return version, label
 
 
-async def _abort(context: grpc.aio.ServicerContext, err: ServingError):
-    await context.abort(err.grpc_status, err.message)
-
-
-class _Observed:
-    """Records a gRPC call in the metrics, with its final status code."""
-
-    def __init__(self, metrics: ServingMetrics, method: str):
-        self.metrics, self.method, self.start, self.code = metrics, method, time.perf_counter(), "OK"
-
-    def done(self) -> None:
-        self.metrics.observe("grpc", self.method, self.code, time.perf_counter() - self.start)
+def _rpc(method: str):
+    """Wraps a servicer method: records it in the metrics with its final status code, and turns a
+    ServingError (or any other exception, as INTERNAL) into the gRPC status, so no request crashes."""
+    def wrap(handler):
+        @functools.wraps(handler)
+        async def call(self, request, context):
+            start, code = time.perf_counter(), "OK"
+            try:
+                return await handler(self, request, context)
+            except ServingError as err:
+                code = err.code
+                await context.abort(err.grpc_status, err.message)
+            except Exception as err:
+                code = "INTERNAL"
+                await context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+            finally:
+                self.metrics.observe("grpc", method, code, time.perf_counter() - start)
+        return call
+    return wrap
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, service: PredictionService, metrics: ServingMetrics):
         self.service, self.metrics = service, metrics
 
+    @_rpc("predict")
     async def Predict(self, request, context):
         import tensorflow as tf
 
-        call = _Observed(self.metrics, "predict")
-        try:
-            version, label = _version_choice(request.model_spec)
+        version, label = _version_choice(request.model_spec)
 
-            def inputs(signature):
-                try:
-                    return {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-                except (TypeError, ValueError) as err:
-                    raise invalid_argument(f"could not read an input TensorProto: {err}") from None
+        def inputs(signature):
+            try:
+                return {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            except (TypeError, ValueError) as err:
+                raise invalid_argument(f"could not read an input TensorProto: {err}") from None
 
-            name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-            servable, signature, outputs = await self.service.predict(
-                request.model_spec.name, version, label, name, inputs)
-            wanted = list(request.output_filter) or list(outputs)
-            unknown = [k for k in wanted if k not in outputs]
-            if unknown:
-                raise invalid_argument(f"output tensor alias not found in signature: {unknown[0]}")
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name = request.model_spec.name
-            response.model_spec.version.value = servable.version
-            response.model_spec.signature_name = signature.name
-            for key in wanted:
-                response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
-            return response
-        except ServingError as err:
-            call.code = err.code
-            await _abort(context, err)
-        except Exception as err:  # never crash on a request: report it as an internal error
-            call.code = "INTERNAL"
-            await _abort(context, ServingError("INTERNAL", f"{type(err).__name__}: {err}"))
-        finally:
-            call.done()
+        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        servable, signature, outputs = await self.service.predict(
+            request.model_spec.name, version, label, name, inputs)
+        wanted = list(request.output_filter) or list(outputs)
+        unknown = [k for k in wanted if k not in outputs]
+        if unknown:
+            raise invalid_argument(f"output tensor alias not found in signature: {unknown[0]}")
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature.name
+        for key in wanted:
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+        return response
 
+    @_rpc("metadata")
     async def GetModelMetadata(self, request, context):
-        call = _Observed(self.metrics, "metadata")
-        try:
-            if not request.metadata_field:
-                raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
-            for field in request.metadata_field:
-                if field != "signature_def":
-                    raise invalid_argument("Metadata field %s is not supported")
-            version, label = _version_choice(request.model_spec)
-            servable = self.service.manager.servable(request.model_spec.name, version, label)
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = request.model_spec.name
-            response.model_spec.version.value = servable.version
-            response.metadata["signature_def"].Pack(servable.signature_defs)
-            return response
-        except ServingError as err:
-            call.code = err.code
-            await _abort(context, err)
-        except Exception as err:  # never crash on a request: report it as an internal error
-            call.code = "INTERNAL"
-            await _abort(context, ServingError("INTERNAL", f"{type(err).__name__}: {err}"))
-        finally:
-            call.done()
+        if not request.metadata_field:
+            raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+        for field in request.metadata_field:
+            if field != "signature_def":
+                raise invalid_argument(f"Metadata field {field} is not supported")
+        version, label = _version_choice(request.model_spec)
+        servable = self.service.manager.servable(request.model_spec.name, version, label)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = servable.version
+        response.metadata["signature_def"].Pack(servable.signature_defs)
+        return response
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, service: PredictionService, metrics: ServingMetrics):
         self.service, self.metrics = service, metrics
 
+    @_rpc("status")
     async def GetModelStatus(self, request, context):
-        call = _Observed(self.metrics, "status")
-        try:
-            version: Optional[int] = (request.model_spec.version.value
-                                      if request.model_spec.HasField("version") else None)
-            entries = self.service.manager.model_status(request.model_spec.name, version)
-            response = get_model_status_pb2.GetModelStatusResponse()
-            for number, status in entries:
-                entry = response.model_version_status.add()
-                entry.version = number
-                entry.state = _STATES[status.state]
-                entry.status.error_code = getattr(grpc.StatusCode, status.error_code).value[0]
-                entry.status.error_message = status.error_message
-            return response
-        except ServingError as err:
-            call.code = err.code
-            await _abort(context, err)
-        except Exception as err:  # never crash on a request: report it as an internal error
-            call.code = "INTERNAL"
-            await _abort(context, ServingError("INTERNAL", f"{type(err).__name__}: {err}"))
-        finally:
-            call.done()
+        version: Optional[int] = (request.model_spec.version.value
+                                  if request.model_spec.HasField("version") else None)
+        entries = self.service.manager.model_status(request.model_spec.name, version)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for number, status in entries:
+            entry = response.model_version_status.add()
+            entry.version = number
+            entry.state = _STATES[status.state]
+            entry.status.error_code = getattr(grpc.StatusCode, status.error_code).value[0]
+            entry.status.error_message = status.error_message
+        return response
 
 
 def create_server(service: PredictionService, metrics: ServingMetrics, address: str) -> grpc.aio.Server:
