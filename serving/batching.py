@@ -92,19 +92,17 @@ class Batcher:
             batch = [p for p in self._take_batch() if not p.future.done()]
             if not batch:
                 continue
-            if len(batch) == 1:
-                merged = batch[0].inputs
-            else:
-                merged = {name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs}
+            single = len(batch) == 1   # runs on its own inputs, gets its outputs whole
+            merged = batch[0].inputs if single else {
+                name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs}
             total = sum(p.rows for p in batch)
             if self._on_batch:
                 self._on_batch(total)
             try:
                 outputs = await loop.run_in_executor(self._executor, self._run_fn, merged)
-                if len(batch) > 1:
-                    for name, value in outputs.items():
-                        if value.ndim == 0 or value.shape[0] != total:
-                            raise RuntimeError(f"output {name!r} has shape {value.shape}, not a batch of {total}")
+                for name, value in outputs.items():
+                    if not single and (value.ndim == 0 or value.shape[0] != total):
+                        raise RuntimeError(f"output {name!r} has shape {value.shape}, not a batch of {total}")
             except BaseException as err:  # every waiting request gets the error
                 for p in batch:
                     if not p.future.done():
@@ -112,13 +110,9 @@ class Batcher:
                 if isinstance(err, asyncio.CancelledError):
                     raise
                 continue
-            if len(batch) == 1:
-                if not batch[0].future.done():
-                    batch[0].future.set_result(outputs)
-                continue
             start = 0
             for p in batch:
-                part = {name: value[start:start + p.rows] for name, value in outputs.items()}
+                part = outputs if single else {name: value[start:start + p.rows] for name, value in outputs.items()}
                 start += p.rows
                 if not p.future.done():
                     p.future.set_result(part)

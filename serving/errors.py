@@ -47,6 +47,19 @@ class ServingError(Exception):
         return getattr(grpc.StatusCode, self.code)
 
 
+def code_name(number: int) -> str:
+    """The name of a TensorFlow status code number (TF's codes are gRPC's), INTERNAL when unknown."""
+    for code in grpc.StatusCode:
+        if code.value[0] == number:
+            return code.name
+    return "INTERNAL"
+
+
+def code_number(name: str) -> int:
+    """The number of a TensorFlow status code name (`NOT_FOUND` -> 5)."""
+    return getattr(grpc.StatusCode, name).value[0]
+
+
 def invalid_argument(message: str) -> ServingError:
     return ServingError("INVALID_ARGUMENT", message)
 

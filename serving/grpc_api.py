@@ -11,7 +11,7 @@ import grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from serving.errors import ServingError, invalid_argument
+from serving.errors import ServingError, code_number, invalid_argument
 from serving.metrics import ServingMetrics
 from serving.service import DEFAULT_SIGNATURE, PredictionService
 
@@ -108,7 +108,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             entry = response.model_version_status.add()
             entry.version = number
             entry.state = _STATES[status.state]
-            entry.status.error_code = getattr(grpc.StatusCode, status.error_code).value[0]
+            entry.status.error_code = code_number(status.error_code)
             entry.status.error_message = status.error_message
         return response
 

@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 from ml_metadata.proto import metadata_store_pb2
@@ -61,11 +61,9 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _type_id(store, name: str, kind: str, properties: Optional[dict] = None) -> int:
+def _type_id(store, name: str, kind: str) -> int:
     proto = {"artifact": metadata_store_pb2.ArtifactType, "execution": metadata_store_pb2.ExecutionType,
              "context": metadata_store_pb2.ContextType}[kind](name=name)
-    for key, value in (properties or {}).items():
-        proto.properties[key] = value
     put = {"artifact": store.put_artifact_type, "execution": store.put_execution_type,
            "context": store.put_context_type}[kind]
     return put(proto, can_add_fields=True)
@@ -106,6 +104,10 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
     """Pushes a new version of the newest model under `model_base_path` whose index also holds the CVs
     of `cv_paths` (files or directories of `cv_id,text` CSV). Raises CvFileError for bad CV files and
     IndexUpdateError when there is no model to start from; in both cases nothing is pushed."""
+    import tensorflow as tf
+
+    from serving.model import load_for_indexing, save_model, snippet
+
     files = [f for p in cv_paths for f in cv_file_paths(p)]
     cvs = read_cv_files(files)
     versions = versions_on_disk(model_base_path)
@@ -115,47 +117,34 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
         raise IndexUpdateError(f"no model under {model_base_path} to add CVs to; run `cvrank run` first")
     source_version = usable[0]
     source_dir = versions[source_version]
-    work_dir = tempfile.mkdtemp(prefix="cvrank-index-")
-    try:
-        return _update(cvs, files, versions, source_version, source_dir, work_dir, model_base_path,
-                       metadata_path, pipeline_name)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="cvrank-index-") as work_dir:  # the Transform graph, unpacked
+        try:
+            model = load_for_indexing(source_dir, work_dir)
+        except (FileNotFoundError, tf.errors.OpError, ValueError, OSError) as err:
+            raise IndexUpdateError(f"version {source_version} ({source_dir}) cannot be indexed: {err}") from None
 
+        texts = [cv.text.encode("utf-8") for cv in cvs]
+        ids, vectors, snips, replaced = _merge(model.cv_ids.numpy(), model.cv_matrix.numpy(),
+                                               model.cv_snippets.numpy(), cvs, model.embed_texts(texts),
+                                               [snippet(t) for t in texts])
+        model.set_index_vectors(ids, vectors, snips)
 
-def _update(cvs, files, versions, source_version, source_dir, work_dir, model_base_path, metadata_path,
-            pipeline_name) -> IndexResult:
-    import tensorflow as tf
-
-    from serving.model import load_for_indexing, save_model, snippet
-
-    try:
-        model = load_for_indexing(source_dir, work_dir)
-    except (FileNotFoundError, tf.errors.OpError, ValueError, OSError) as err:
-        raise IndexUpdateError(f"version {source_version} ({source_dir}) cannot be indexed: {err}") from None
-
-    texts = [cv.text.encode("utf-8") for cv in cvs]
-    new_vectors = model.embed_texts(texts)
-    ids, vectors, snips, replaced = _merge(model.cv_ids.numpy(), model.cv_matrix.numpy(), model.cv_snippets.numpy(),
-                                           cvs, new_vectors, [snippet(t) for t in texts])
-    model.set_index_vectors(ids, vectors, snips)
-
-    version = max(int(time.time()), max(versions) + 1)
-    final_dir = os.path.join(os.path.abspath(model_base_path), str(version))
-    temp_dir = os.path.join(os.path.abspath(model_base_path), f".tmp-{version}-{os.getpid()}")
-    os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
-    store = mlmd.sqlite_store(metadata_path)
-    execution_id = None
-    try:
-        save_model(model, temp_dir)
-        execution_id = _record(store, pipeline_name, source_dir, files, final_dir, version, len(cvs), len(ids))
-        os.rename(temp_dir, final_dir)
-        _finish(store, execution_id, metadata_store_pb2.Execution.COMPLETE)
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        if execution_id is not None and not os.path.isdir(final_dir):
-            _finish(store, execution_id, metadata_store_pb2.Execution.FAILED)
-        raise
+        version = max(int(time.time()), max(versions) + 1)
+        final_dir = os.path.join(os.path.abspath(model_base_path), str(version))
+        temp_dir = os.path.join(os.path.abspath(model_base_path), f".tmp-{version}-{os.getpid()}")
+        os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
+        store = mlmd.sqlite_store(metadata_path)
+        execution_id = None
+        try:
+            save_model(model, temp_dir)
+            execution_id = _record(store, pipeline_name, source_dir, files, final_dir, version, len(cvs), len(ids))
+            os.rename(temp_dir, final_dir)
+            _finish(store, execution_id, metadata_store_pb2.Execution.COMPLETE)
+        except BaseException:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            if execution_id is not None and not os.path.isdir(final_dir):
+                _finish(store, execution_id, metadata_store_pb2.Execution.FAILED)
+            raise
     return IndexResult(source_version, version, final_dir, len(cvs) - replaced, replaced, len(ids), execution_id)
 
 

@@ -36,11 +36,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from serving.versions import WARMUP_FILE
 from transform.preprocessing import TEXT_KEY, TOKEN_IDS_KEY
 
-# Where a saved model keeps its copy of the Transform graph, and TF Serving's warm-up file.
+# Where a saved model keeps its copy of the Transform graph.
 TRANSFORM_ARCHIVE = os.path.join("assets.extra", "transform_graph.tar")
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 WARMUP_TEXTS = ("software developer with python and sql experience", "")
 SNIPPET_WORDS = 12
 

@@ -25,10 +25,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from serving.batching import Batcher
-from serving.errors import ServingError, invalid_argument, not_found
+from serving.errors import ServingError, code_name, invalid_argument, not_found
 
 log = logging.getLogger("cvrank.serving")
 
+# TF Serving's warm-up requests inside a SavedModel (PredictionLog records).
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 # An unloaded version's batchers stop this long after the switch; requests queued on it finish first.
@@ -125,8 +126,7 @@ class Servable:
         try:
             outputs = sig.function(**tensors)
         except tf.errors.OpError as err:
-            code = tf.errors.exception_type_from_error_code(err.error_code).__name__
-            raise ServingError(_TF_ERROR_CODES.get(code, "INTERNAL"), err.message) from None
+            raise ServingError(code_name(err.error_code), err.message) from None
         return {key: value.numpy() for key, value in outputs.items()}
 
     def attach_batchers(self, executor: concurrent.futures.Executor, max_batch_size: int, max_concurrent: int,
@@ -173,14 +173,6 @@ class Servable:
             self.call(sig.name, inputs)
             calls += 1
         return calls
-
-
-_TF_ERROR_CODES = {
-    "InvalidArgumentError": "INVALID_ARGUMENT", "NotFoundError": "NOT_FOUND", "OutOfRangeError": "OUT_OF_RANGE",
-    "FailedPreconditionError": "FAILED_PRECONDITION", "ResourceExhaustedError": "RESOURCE_EXHAUSTED",
-    "UnimplementedError": "UNIMPLEMENTED", "UnavailableError": "UNAVAILABLE", "DataLossError": "DATA_LOSS",
-    "AbortedError": "ABORTED", "CancelledError": "CANCELLED", "DeadlineExceededError": "DEADLINE_EXCEEDED",
-}
 
 
 @dataclasses.dataclass
