@@ -108,7 +108,7 @@ def bench_executor(docs, vocab_size, window, workers, num_shards):
   transform_graph = standard_artifacts.TransformGraph()
   transform_graph.uri = os.path.join(root, 'transform_graph')
   # The benchmark has no Transform run: the vocabulary size is known here.
-  executor.vocabulary_size = lambda uri, name=executor.VOCABULARY_NAME: vocab_size
+  executor.vocabulary_size = lambda uri, name=None: vocab_size
   output = CooccurrenceMatrix()
   output.uri = os.path.join(root, 'cooccurrence')
   args = [f'--direct_num_workers={workers}']

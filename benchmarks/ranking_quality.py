@@ -443,7 +443,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import tensorflow_transform as tft
 
     from serving.model import build_model
-    from trainer.executor import read_cvs
+    from components.glove_trainer.executor import read_cvs
 
     timings["imports"] = time.perf_counter() - t0
 

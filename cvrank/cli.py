@@ -23,122 +23,179 @@ def _cmd_exec(args: argparse.Namespace) -> int:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from cvrank.config import PipelineConfig, parse_set_args
+    """The PipelineConfig of `--set`, `--data` and `--workspace`; raises ConfigError when invalid."""
+    from config import PipelineConfig, parse_set_args
 
     overrides = parse_set_args(args.set)
     if args.data:
         overrides["data_dir"] = args.data
     if args.workspace:
         overrides["workspace"] = args.workspace
-    return PipelineConfig().with_overrides(overrides).resolved()
+    return PipelineConfig.create(overrides)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help="dataset directory (cvs/, jobs/, judgments/, corpus/)")
-    p.add_argument("--workspace", metavar="DIR", help="where artifacts, metadata and served models go (default ./workspace)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a setting (repeatable)")
-
-
-def _cmd_smoke(args: argparse.Namespace) -> int:
-    """Runs the smoke pipeline (CsvExampleGen, StatisticsGen, SchemaGen) on the dataset's jobs."""
-    from pipeline import mlmd, runner
-    from pipeline.smoke import create_smoke_pipeline, default_smoke_csv_dir, smoke_metadata_path
-
-    config = _config_from_args(args)
-    pipeline = create_smoke_pipeline(default_smoke_csv_dir(config), config)
-    launched: list[str] = []
-
-    def on_node(node_id: str) -> None:
-        launched.append(node_id)
-        print(f"cvrank: running {node_id}", flush=True)
-
-    run_id = runner.run_pipeline(pipeline, on_node=on_node)
-    states = mlmd.run_node_states(
-        mlmd.sqlite_store(smoke_metadata_path(config)), pipeline.pipeline_info.pipeline_name, run_id
-    )
-    print(f"run {run_id}")
-    for node_id in launched:
-        print(f"  {node_id:<16} {states.get(node_id, 'NOT RUN')}")
-    return 0
-
-
-def _dataset_problem(data_dir: str) -> str:
-    """Why `data_dir` is not a dataset (docs/architecture.md), or '' when its required parts exist."""
-    import glob
-
-    if not os.path.isdir(data_dir):
-        return f"dataset directory not found: {data_dir}"
-    for part in ("cvs", "jobs", "judgments"):
-        if not glob.glob(os.path.join(data_dir, part, "*.csv")):
-            return f"{data_dir}: no {part}/*.csv (a dataset has cvs/, jobs/, judgments/ and optional corpus/)"
-    return ""
+    p.add_argument("--workspace", metavar="DIR", help="where artifacts, metadata, logs and served models go (default ./workspace)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a setting (repeatable; `cvrank config` lists them)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="stream the run's log (TensorFlow, Beam, TFX) to the terminal as well")
 
 
 def _error_text(err: BaseException) -> str:
-    """A failed node's error for a person: data validation reports in full; for other errors (whose
-    message may hold a whole Beam worker traceback) the last lines, which name the actual error."""
+    """A failed node's error for a person: the message of cvrank's own input and validation errors in
+    full; for other errors (whose message may hold a whole Beam worker traceback) the last lines, which
+    name the actual error."""
+    from config import ConfigError
+    from dataset.files import InputFileError
+
     text = str(err)
-    if type(err).__name__ == "DataValidationError":
+    if isinstance(err, (ConfigError, InputFileError)) or type(err).__name__ == "DataValidationError":
         return text
     lines = [line for line in text.splitlines() if line.strip()]
     tail = "\n".join(lines[-3:]) if len(lines) > 3 else text
-    return f"{type(err).__name__}: {tail}\n(the full traceback is in the log above)"
+    return f"{type(err).__name__}: {tail}"
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    """Runs the cvrank pipeline and prints the run summary. Exit code 1 when a node fails."""
-    config = _config_from_args(args)
-    problem = _dataset_problem(config.data_dir)
-    if problem:
-        print(f"cvrank run: {problem}", file=sys.stderr)
-        return 2
+def _run_quietly(args: argparse.Namespace, config, build, report) -> int:
+    """Runs the pipeline `build()` returns with one console line per node; everything else goes to the
+    run's log file. `report(run_id, node_order)` gives the text printed after the run. Exit code 1 when a
+    node fails."""
+    from orchestration.console import RunOutput
+    from orchestration.runs import new_run_id, run_log_path
 
-    import logging
-
-    from pipeline import runner
-    from pipeline.pipeline import create_pipeline
-    from pipeline.summary import summarize
-
-    logging.getLogger().setLevel(logging.WARNING)
-    pipeline = create_pipeline(config)
-    order = runner.node_ids(runner.compile_pipeline(pipeline))
-    run_id = runner.new_run_id()
+    run_id = new_run_id()
+    log_path = run_log_path(config.logs_dir, run_id)
     print(f"cvrank: run {run_id} of {config.pipeline_name} on {config.data_dir}", flush=True)
+    print(f"cvrank: log {log_path}", flush=True)
     failed = None
-    try:
-        runner.run_pipeline(pipeline, run_id=run_id,
-                            on_node=lambda n: print(f"cvrank: {n} ...", flush=True))
-    except Exception as err:  # the failing node is recorded in ML Metadata; report it and stop
-        failed = err
-    print(summarize(config.metadata_path, config.pipeline_name, run_id, order).format())
+    with RunOutput(log_path, verbose=args.verbose) as out:
+        import logging
+
+        from orchestration import mlmd, runner
+
+        pipeline = order = None
+
+        class Listener(runner.NodeListener):
+            def node_started(self, node_id, index, total):
+                out.progress.started(index, total, node_id)
+
+            def node_finished(self, node_id, seconds, error):
+                state = "FAILED" if error is not None else mlmd.run_node_states(
+                    mlmd.sqlite_store(pipeline.metadata_connection_config.sqlite.filename_uri),
+                    pipeline.pipeline_info.pipeline_name, run_id).get(node_id, "NOT RECORDED")
+                out.progress.finished(seconds, state)
+
+        try:
+            pipeline = build()
+            order = runner.node_ids(runner.compile_pipeline(pipeline))
+            runner.run_pipeline(pipeline, run_id=run_id, listener=Listener())
+        except Exception as err:  # the failing node is recorded in ML Metadata; report it and stop
+            failed = err
+            logging.exception("cvrank: run %s failed", run_id)
+        if order is not None:
+            try:
+                out.console.write(report(run_id, order) + "\n")
+            except Exception:  # a report is not worth hiding the run's own error
+                logging.exception("cvrank: no summary for run %s", run_id)
     if failed is not None:
         print(f"\ncvrank: run {run_id} FAILED: {_error_text(failed)}", file=sys.stderr)
+        print(f"cvrank: the full log is {log_path}", file=sys.stderr)
         print("cvrank: earlier runs, their artifacts and the pushed model are unchanged.", file=sys.stderr)
         return 1
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Runs the cvrank pipeline and prints the run summary. Exit code 1 when a node fails."""
+    config = _config_from_args(args)
+
+    def build():
+        from pipeline.pipeline import create_pipeline
+
+        return create_pipeline(config)
+
+    def report(run_id, order):
+        from orchestration.summary import summarize
+
+        return summarize(config.metadata_path, config.pipeline_name, run_id, order).format()
+
+    return _run_quietly(args, config, build, report)
+
+
+def _cmd_smoke(args: argparse.Namespace) -> int:
+    """Runs the smoke pipeline (CsvExampleGen, StatisticsGen, SchemaGen) on the dataset's jobs."""
+    config = _config_from_args(args)
+
+    def build():
+        from pipeline.smoke import create_smoke_pipeline, default_smoke_csv_dir
+
+        return create_smoke_pipeline(default_smoke_csv_dir(config), config)
+
+    def report(run_id, order):
+        from orchestration import mlmd
+        from pipeline.smoke import smoke_metadata_path
+
+        states = mlmd.run_node_states(mlmd.sqlite_store(smoke_metadata_path(config)),
+                                      f"{config.pipeline_name}-smoke", run_id)
+        return "\n".join(f"  {node:<16} {states.get(node, 'NOT RUN')}" for node in order)
+
+    return _run_quietly(args, config, build, report)
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    """Prints every setting: its value (with `--set` applied), default, allowed values and description."""
+    import json
+
+    from config import PipelineConfig, ServingConfig
+
+    config = _config_from_args(args)
+    if args.json:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    for title, model, values in (("pipeline settings (cvrank run --set KEY=VALUE; DAG run conf)",
+                                  PipelineConfig, config.to_dict()),
+                                 ("serving settings (cvrank serve --KEY VALUE)", ServingConfig,
+                                  ServingConfig().to_dict())):
+        print(title)
+        for name, field in model.model_fields.items():
+            value = values[name]
+            default = field.get_default(call_default_factory=True)
+            changed = "" if value == default else f"  (default {default!r})"
+            print(f"  {name} = {value!r}{changed}")
+            print(f"      {_allowed_values(field)}. {field.description}")
+        print()
+    return 0
+
+
+def _allowed_values(field) -> str:
+    """`int >= 1`, `one of 'mean', 'idf', 'sif'`, ... from a pydantic field."""
+    import typing
+
+    annotation = field.annotation
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    name = getattr(annotation, "__name__", str(annotation))
+    bounds = []
+    for meta in field.metadata:
+        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(meta, attr, None) is not None:
+                bounds.append(f"{op} {getattr(meta, attr)}")
+    return " ".join([name, *bounds]) if bounds else name
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     """Serves the pushed models over TF Serving's REST and gRPC APIs until interrupted."""
-    import dataclasses
+    from config import PipelineConfig, ServingConfig
 
-    from cvrank.config import PipelineConfig, ServingConfig
-
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("grpc_port", args.grpc_port),
-                                   ("model_name", args.model_name), ("access_log", args.access_log),
-                                   ("max_batch_size", args.max_batch_size),
-                                   ("batch_threads", args.batch_threads),
-                                   ("poll_seconds", args.poll_seconds),
-                                   ("max_body_bytes", args.max_body_bytes)) if v is not None}
+    overrides = {name: getattr(args, name) for name in ServingConfig.model_fields
+                 if getattr(args, name) is not None}
     if args.model_base_path:
         overrides["model_base_path"] = os.path.abspath(args.model_base_path)
     elif args.workspace:
-        overrides["model_base_path"] = PipelineConfig(workspace=os.path.abspath(args.workspace)).serving_dir
-    try:
-        config = dataclasses.replace(ServingConfig(), **overrides)
-    except ValueError as err:
-        print(f"cvrank serve: {err}", file=sys.stderr)
-        return 2
+        overrides["model_base_path"] = PipelineConfig.create({"workspace": args.workspace}).serving_dir
+    config = ServingConfig.create(overrides)
     from serving.server import main as serve_main
 
     return serve_main(config)
@@ -167,11 +224,11 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 def _cmd_index(args: argparse.Namespace) -> int:
     """Adds CVs to the index of the newest pushed model and pushes the result as a new version."""
-    from cvrank.config import PipelineConfig
+    from config import PipelineConfig
     from serving.cv_files import CvFileError
     from serving.index import IndexUpdateError, update_index
 
-    config = PipelineConfig(workspace=os.path.abspath(args.workspace or PipelineConfig().workspace))
+    config = PipelineConfig.create({"workspace": args.workspace} if args.workspace else {})
     base = os.path.abspath(args.model_base_path) if args.model_base_path else config.serving_dir
     try:
         result = update_index(args.cvs, base, config.metadata_path, config.pipeline_name)
@@ -185,7 +242,20 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serving_args(p: argparse.ArgumentParser) -> None:
+    """One option per ServingConfig field (`--grpc-port` for grpc_port), described there."""
+    from config import ServingConfig
+
+    for name, field in ServingConfig.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "<workspace>/serving/cvrank" if name == "model_base_path" else default
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=field.annotation,
+                       metavar=name.upper(), help=f"{field.description} (default {shown})")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from config import ServingConfig, default
+
     parser = argparse.ArgumentParser(
         prog="cvrank",
         description="cvrank: a TFX pipeline that ranks CVs against job descriptions with GloVe embeddings.",
@@ -203,30 +273,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="orchestrator: local (TFX nodes in this process, in topological order)")
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("config", help="list every setting with its value, default, allowed values and description")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="show the settings with this override")
+    p.add_argument("--data", metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--workspace", metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="print the pipeline settings as JSON (a DAG run conf)")
+    p.set_defaults(func=_cmd_config)
+
     p = sub.add_parser("smoke", help="run the smoke pipeline (ExampleGen, StatisticsGen, SchemaGen)")
     _add_config_args(p)
     p.set_defaults(func=_cmd_smoke)
 
     p = sub.add_parser("serve", help="serve the pushed models over TF Serving's REST and gRPC APIs")
-    p.add_argument("--port", type=int, help="REST port (default 8501)")
-    p.add_argument("--grpc-port", type=int, help="gRPC port (default 8500; 0 turns gRPC off)")
-    p.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
-    p.add_argument("--model-base-path", metavar="DIR",
-                   help="TF Serving model base path (default <workspace>/serving/cvrank)")
+    _add_serving_args(p)
     p.add_argument("--workspace", metavar="DIR", help="serve the models pushed into this workspace")
-    p.add_argument("--model-name", help="model name in URLs (default cvrank)")
-    p.add_argument("--access-log", metavar="FILE", help="access log: '-' for stderr (default), a file, or 'off'")
-    p.add_argument("--max-batch-size", type=int, help="rows merged into one TensorFlow call (default 64)")
-    p.add_argument("--batch-threads", type=int, help="TensorFlow calls running at once (default 2)")
-    p.add_argument("--poll-seconds", type=float, help="how often to look for new versions (default 1)")
-    p.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default 16 MiB)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("query", help="rank CVs for a job description through a TF Serving REST endpoint")
     p.add_argument("text", help="the job description ('-' reads it from standard input)")
-    p.add_argument("--top-k", type=int, default=10, help="how many CVs to print (default 10)")
-    p.add_argument("--url", default="http://127.0.0.1:8501", help="the server (default http://127.0.0.1:8501)")
-    p.add_argument("--model-name", default="cvrank", help="model name (default cvrank)")
+    serving = ServingConfig()
+    p.add_argument("--top-k", type=int, default=default("top_k"), help="how many CVs to print (default %(default)s)")
+    p.add_argument("--url", default=f"http://{serving.host}:{serving.port}", help="the server (default %(default)s)")
+    p.add_argument("--model-name", default=serving.model_name, help="model name (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_query)
 
@@ -251,7 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "runtime":
         print("cvrank runtime: run it through bin/cvrank on the host (bin/cvrank runtime info)", file=sys.stderr)
         return 2
-    return int(args.func(args) or 0)
+    from config import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as err:
+        print(f"cvrank {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def prepare(project_root: str, kind: str, conf: str, airflow_run_id: str) -> str
     import sys
 
     sys.path.insert(0, project_root)
-    from pipeline import airflow_tasks
+    from orchestration import airflow_tasks
 
     return airflow_tasks.prepare(kind, conf, airflow_run_id)
 
@@ -28,7 +28,7 @@ def run_node(project_root: str, ir_path: str, node_id: str) -> None:
     import sys
 
     sys.path.insert(0, project_root)
-    from pipeline import airflow_tasks
+    from orchestration import airflow_tasks
 
     airflow_tasks.run_node(ir_path, node_id)
 

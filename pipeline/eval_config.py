@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tensorflow_model_analysis.proto import config_pb2
 
-from cvrank.config import PipelineConfig
+from config import PipelineConfig
 from evaluation.tfma_metrics import ranking_metric_configs
 
 SLICE_FEATURES = ("major_group", "text_words_bucket")

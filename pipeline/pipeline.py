@@ -12,10 +12,10 @@ from tfx.proto import example_gen_pb2, transform_pb2
 
 from components.cooccurrence.component import CooccurrenceGen
 from components.data_check.component import DataCheck
-from cvrank.config import PROJECT_ROOT, PipelineConfig
+from config import PROJECT_ROOT, PipelineConfig
 from pipeline.baseline import previous_blessed_model_resolver
 from pipeline.eval_config import build_eval_config
-from trainer.component import GloveTrainer
+from components.glove_trainer.component import GloveTrainer
 
 SCHEMA_DIR = os.path.join(PROJECT_ROOT, "pipeline", "schemas")
 
@@ -134,7 +134,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     track_sources(data_check, "components/data_check")
     track_sources(transform, "transform")
     track_sources(cooccurrence, "components/cooccurrence")
-    track_sources(trainer, "trainer", "serving/model.py", "components/cooccurrence", "transform")
+    track_sources(trainer, "components/glove_trainer", "trainer", "serving/model.py", "components/cooccurrence",
+                  "transform")
     track_sources(evaluator, "evaluation")
 
     return tfx.dsl.Pipeline(

@@ -8,7 +8,7 @@ from typing import List
 
 from tfx import v1 as tfx
 
-from cvrank.config import PipelineConfig
+from config import PipelineConfig
 
 
 def create_smoke_pipeline(csv_dir: str, config: PipelineConfig) -> tfx.dsl.Pipeline:

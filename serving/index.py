@@ -27,7 +27,7 @@ from typing import List
 import numpy as np
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import mlmd
+from orchestration import mlmd
 from serving.cv_files import Cv, cv_file_paths, read_cv_files
 from serving.versions import versions_on_disk
 

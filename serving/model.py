@@ -37,7 +37,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from serving.versions import WARMUP_FILE
-from transform.preprocessing import TEXT_KEY, TOKEN_IDS_KEY
+from transform.contract import RAW_TEXT_SPEC, TEXT_KEY, TOKEN_IDS_KEY, join_text
 
 # Where a saved model keeps its copy of the Transform graph.
 TRANSFORM_ARCHIVE = os.path.join("assets.extra", "transform_graph.tar")
@@ -160,8 +160,7 @@ class RankingModel(tf.Module):
                 "snippets": tf.gather(self.cv_snippets, top.indices)}
 
     def evaluate(self, examples):
-        parsed = tf.io.parse_example(examples, {TEXT_KEY: tf.io.VarLenFeature(tf.string)})
-        text = tf.strings.reduce_join(tf.RaggedTensor.from_sparse(parsed[TEXT_KEY]), axis=1, separator=" ")
+        text = join_text(tf.io.parse_example(examples, RAW_TEXT_SPEC)[TEXT_KEY])
         return {"scores": self._all_scores(text)}
 
     def relevance_labels(self, examples):

@@ -16,7 +16,7 @@ from typing import Optional
 
 from aiohttp import web
 
-from cvrank.config import ServingConfig
+from config import ServingConfig
 from serving.grpc_api import create_server
 from serving.metrics import ServingMetrics
 from serving.rest import create_app

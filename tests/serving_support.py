@@ -22,7 +22,7 @@ import tensorflow_transform.beam as tft_beam
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-from cvrank.config import PROJECT_ROOT
+from config import PROJECT_ROOT
 from serving.model import build_model, save_model
 from transform import preprocessing
 

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from cvrank.airflow_env import airflow_environ
-from cvrank.config import PROJECT_ROOT, PipelineConfig
-from pipeline import runner
+from orchestration.airflow_env import airflow_environ
+from config import PROJECT_ROOT, PipelineConfig
+from orchestration import runner
 from pipeline.pipeline import create_pipeline
 from pipeline.smoke import create_smoke_pipeline
 
@@ -60,7 +60,7 @@ def test_dag_tasks_match_compiled_pipelines(tmp_path):
 def test_smoke_dag_run_executes_every_node(airflow_env, tmp_path):
     """A real `airflow dags test` run with a conf: each task launches its TFX node in the TFX env."""
     from tests.test_smoke_pipeline import _write_rows
-    from pipeline import mlmd
+    from orchestration import mlmd
     from pipeline.smoke import smoke_metadata_path
 
     _write_rows(tmp_path / "data" / "jobs" / "rows.csv")

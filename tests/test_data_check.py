@@ -23,8 +23,8 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.data_check import DataCheck, DataValidationError
 from components.data_check import checks, report
-from cvrank.config import PROJECT_ROOT
-from pipeline import mlmd, runner
+from config import PROJECT_ROOT
+from orchestration import mlmd, runner
 
 TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
 SCHEMAS = os.path.join(PROJECT_ROOT, "pipeline", "schemas")

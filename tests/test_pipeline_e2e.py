@@ -7,10 +7,10 @@ import shutil
 import pytest
 import tensorflow as tf
 
-from cvrank.config import PROJECT_ROOT, PipelineConfig
-from pipeline import mlmd, runner
+from config import PROJECT_ROOT, PipelineConfig
+from orchestration import mlmd, runner
 from pipeline.pipeline import create_pipeline
-from pipeline.summary import summarize
+from orchestration.summary import summarize
 from ml_metadata.proto import metadata_store_pb2
 from serving.index import pushed_model_artifact, update_index
 from tests.serving_support import assert_standard_ops

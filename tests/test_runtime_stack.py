@@ -6,7 +6,7 @@ import pytest
 
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import mlmd
+from orchestration import mlmd
 
 
 @pytest.mark.parametrize(

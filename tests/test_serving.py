@@ -18,7 +18,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
-from cvrank.config import PROJECT_ROOT
+from config import PROJECT_ROOT
 from serving import rest_json
 from tests.serving_support import (ServerProcess, assert_standard_ops, build_transform, copy_version,
                                    save_version, tiny_cvs, wait_for)
@@ -335,10 +335,11 @@ def test_index_adds_cvs_and_the_server_picks_them_up(server, tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (b"cv_id,text\ncv-1,ok\ncv-2,\xff\xfe broken\n", "line 3: not UTF-8"),
-    (b"id,body\ncv-1,text\n", "line 1: the header is 'id,body'"),
+    (b"id,body\ncv-1,text\n", "line 1: missing columns 'cv_id', 'text'; unexpected columns 'id', 'body' "
+                               "(the header is 'id,body'; cvs files have cv_id,text)"),
     (b"cv_id,text\ncv-1,one,two\n", "line 2: 3 fields"),
     (b"cv_id,text\ncv-1,\n", "line 2: field 'text' is empty"),
-    (b"cv_id,text\n", "has a header and no CV"),
+    (b"cv_id,text\n", "line 1: the file has a header and no rows"),
     (b"", "the file is empty"),
     (b"cv_id,text\ncv-1,a\ncv-1,b\n", "line 3: cv_id cv-1 is repeated (first at"),
 ])

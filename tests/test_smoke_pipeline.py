@@ -3,8 +3,8 @@ as ML Metadata's execution states show."""
 
 import csv
 
-from cvrank.config import PipelineConfig
-from pipeline import mlmd, runner
+from config import PipelineConfig
+from orchestration import mlmd, runner
 from pipeline.smoke import create_smoke_pipeline, smoke_metadata_path, smoke_nodes
 
 

@@ -53,9 +53,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from config import default
 from trainer.cooccurrence_reader import read_cooccurrence_shards  # noqa: F401  (re-exported)
 
 _log = logging.getLogger(__name__)
+# EpochLogger's default output: `cvrank run` shows this logger's records as the node's progress.
+PROGRESS_LOG = logging.getLogger("cvrank.progress.glove")
 
 VECTORS_W_PLUS_W_TILDE = "W+W_tilde"
 VECTORS_W = "W"
@@ -66,7 +69,7 @@ EpochCallback = Callable[[int, float, float], None]
 
 @dataclasses.dataclass(frozen=True)
 class GloveConfig:
-    """Hyperparameters. Defaults are glove.c's, except dim (glove.c: 50) and the batching fields.
+    """Hyperparameters. The defaults of the fields shared with the pipeline are `config.PipelineConfig`'s.
 
     dim: vector size (without the bias). epochs: full passes over the cells.
     x_max, alpha: the weighting function f. learning_rate: glove.c's eta (initial AdaGrad step).
@@ -80,13 +83,13 @@ class GloveConfig:
     deterministic: when a GPU is visible, enable TensorFlow op determinism (process-wide).
     """
 
-    dim: int = 100
-    epochs: int = 25
-    x_max: float = 100.0
-    alpha: float = 0.75
-    learning_rate: float = 0.05
-    batch_size: int = 16384
-    seed: int = 0
+    dim: int = default("embedding_dim")
+    epochs: int = default("epochs")
+    x_max: float = default("x_max")
+    alpha: float = default("alpha")
+    learning_rate: float = default("learning_rate")
+    batch_size: int = default("batch_size")
+    seed: int = default("seed")
     vectors: str = VECTORS_W_PLUS_W_TILDE
     shuffle: bool = True
     deterministic: bool = True
@@ -365,7 +368,7 @@ class EpochLogger:
     """
 
     def __init__(self, nonzeros: int, epochs: int, log_dir: Optional[str] = None,
-                 print_fn: Callable[[str], None] = _log.info):
+                 print_fn: Callable[[str], None] = PROGRESS_LOG.info):
         self.nonzeros = nonzeros
         self.epochs = epochs
         self.print_fn = print_fn

@@ -5,7 +5,7 @@ or [batch, 1] (FixedLenFeature), a SparseTensor of shape [batch, None] (VarLenFe
 schema without a fixed shape gives) or a RaggedTensor [batch, None]. When an example holds several
 values they are joined with a space; an example with no value is an empty document.
 
-Output (see docs/architecture.md, "Transform output"):
+Output (the contract is transform/contract.py; see docs/architecture.md, "Transform output"):
 - `token_ids`: int64 SparseTensor of shape [batch, None], a variable-length feature holding the ids
   of the document's tokens (`transform.tokenizer.tokenize`) in order, looked up in the vocabulary
   named `vocab` (`tft.TFTransformOutput.vocabulary_file_by_name("vocab")`); `-1` for tokens not in
@@ -14,9 +14,9 @@ Output (see docs/architecture.md, "Transform output"):
 
 Vocabulary parameters come from the Transform component's `custom_config` (TFX binds it because
 `preprocessing_fn` has a `custom_config` parameter):
-- `vocab_min_count` (int >= 1, default 5): tokens seen fewer times in the analysed data are left
+- `vocab_min_count` (int >= 1, default `PipelineConfig.vocab_min_count`): tokens seen fewer times in the analysed data are left
   out (TFT `frequency_threshold`, counting every occurrence, not documents).
-- `vocab_max_size` (int >= 1 or None, default None = unlimited): keep only the most frequent
+- `vocab_max_size` (int >= 1, or None / absent = unlimited): keep only the most frequent
   tokens (TFT `top_k`), applied after the min count.
 """
 
@@ -27,17 +27,12 @@ from typing import Any, Mapping, Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from config import default
+from transform.contract import OOV_ID, TEXT_KEY, TOKEN_IDS_KEY, VOCAB_NAME, join_text
 from transform.tokenizer import tokenize
-
-TEXT_KEY = "text"
-TOKEN_IDS_KEY = "token_ids"
-VOCAB_NAME = "vocab"
-OOV_ID = -1
 
 VOCAB_MIN_COUNT_KEY = "vocab_min_count"
 VOCAB_MAX_SIZE_KEY = "vocab_max_size"
-DEFAULT_VOCAB_MIN_COUNT = 5
-DEFAULT_VOCAB_MAX_SIZE = None
 
 
 def vocab_params(custom_config: Optional[Mapping[str, Any]]) -> tuple[int, Optional[int]]:
@@ -62,8 +57,8 @@ def vocab_params(custom_config: Optional[Mapping[str, Any]]) -> tuple[int, Optio
         return value
 
     min_count = positive_int(VOCAB_MIN_COUNT_KEY,
-                             config.get(VOCAB_MIN_COUNT_KEY, DEFAULT_VOCAB_MIN_COUNT))
-    max_size = config.get(VOCAB_MAX_SIZE_KEY, DEFAULT_VOCAB_MAX_SIZE)
+                             config.get(VOCAB_MIN_COUNT_KEY, default("vocab_min_count")))
+    max_size = config.get(VOCAB_MAX_SIZE_KEY)
     if max_size is not None:
         max_size = positive_int(VOCAB_MAX_SIZE_KEY, max_size)
     return min_count, max_size
@@ -71,16 +66,7 @@ def vocab_params(custom_config: Optional[Mapping[str, Any]]) -> tuple[int, Optio
 
 def documents(text) -> tf.Tensor:
     """Turns the raw `text` feature (see the module docstring) into a string Tensor [batch]."""
-    if isinstance(text, tf.SparseTensor):
-        text = tf.RaggedTensor.from_sparse(text)
-    if isinstance(text, tf.RaggedTensor):
-        return tf.strings.reduce_join(text, axis=1, separator=" ")
-    text = tf.convert_to_tensor(text)
-    if text.shape.rank == 1:
-        return text
-    if text.shape.rank == 2:
-        return tf.strings.reduce_join(text, axis=1, separator=" ")
-    raise ValueError(f"feature {TEXT_KEY!r} must have shape [batch] or [batch, n], got {text.shape}")
+    return join_text(text)
 
 
 def preprocessing_fn(inputs: Mapping[str, Any],

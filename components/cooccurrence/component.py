@@ -9,8 +9,8 @@ from tfx.utils import json_utils
 
 from components.cooccurrence import executor
 from components.cooccurrence.artifacts import CooccurrenceMatrix
-from components.cooccurrence.spec import (
-    DEFAULT_NUM_SHARDS, DEFAULT_TOKEN_FEATURE, DEFAULT_WINDOW_SIZE, CooccurrenceGenSpec)
+from components.cooccurrence.spec import DEFAULT_NUM_SHARDS, DEFAULT_TOKEN_FEATURE, CooccurrenceGenSpec
+from config import default
 
 
 class CooccurrenceGen(base_beam_component.BaseBeamComponent):
@@ -34,9 +34,9 @@ class CooccurrenceGen(base_beam_component.BaseBeamComponent):
   def __init__(self,
                examples: types.BaseChannel,
                transform_graph: types.BaseChannel,
-               window_size: int = DEFAULT_WINDOW_SIZE,
-               symmetric: bool = True,
-               distance_weighting: bool = True,
+               window_size: int = default('window_size'),
+               symmetric: bool = default('symmetric'),
+               distance_weighting: bool = default('distance_weighting'),
                splits: Optional[List[str]] = None,
                token_feature: str = DEFAULT_TOKEN_FEATURE,
                num_shards: int = DEFAULT_NUM_SHARDS):

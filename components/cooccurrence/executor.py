@@ -25,8 +25,8 @@ import apache_beam as beam
 from components.cooccurrence import io as cio
 from components.cooccurrence import spec
 from components.cooccurrence import transforms
+from transform.contract import VOCAB_NAME
 
-VOCABULARY_NAME = 'vocab'
 # Documents per Arrow RecordBatch read; CountFn re-batches by token count.
 READ_BATCH_SIZE = 1000
 # TFX's names for GZIP TFRecord files (the default, and the FileFormat enum name).
@@ -36,7 +36,7 @@ _STAGING_DIR = '_staging'
 _TELEMETRY_DESCRIPTORS = ['CooccurrenceGen']
 
 
-def vocabulary_size(transform_graph_uri: str, name: str = VOCABULARY_NAME) -> int:
+def vocabulary_size(transform_graph_uri: str, name: str = VOCAB_NAME) -> int:
   """Size of the vocabulary `name` of a Transform output."""
   return int(tft.TFTransformOutput(transform_graph_uri).vocabulary_size_by_name(name))
 

@@ -4,6 +4,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.cooccurrence.artifacts import CooccurrenceMatrix
+from transform.contract import TOKEN_IDS_KEY
 
 EXAMPLES_KEY = 'examples'
 TRANSFORM_GRAPH_KEY = 'transform_graph'
@@ -15,8 +16,7 @@ SPLITS_KEY = 'splits'
 TOKEN_FEATURE_KEY = 'token_feature'
 NUM_SHARDS_KEY = 'num_shards'
 
-DEFAULT_WINDOW_SIZE = 10
-DEFAULT_TOKEN_FEATURE = 'token_ids'
+DEFAULT_TOKEN_FEATURE = TOKEN_IDS_KEY
 DEFAULT_NUM_SHARDS = 8
 
 

@@ -7,8 +7,8 @@ own, which is how each Airflow task runs its node.
 
 from __future__ import annotations
 
-import datetime
 import logging
+import time
 from typing import Callable, Iterable, Optional
 
 from tfx.dsl.compiler import compiler
@@ -19,10 +19,7 @@ from tfx.orchestration.local import runner_utils
 from tfx.dsl.compiler.constants import PIPELINE_RUN_ID_PARAMETER_NAME
 from tfx.proto.orchestration import pipeline_pb2
 
-
-def new_run_id() -> str:
-    """A sortable, unique-enough run id: the UTC time to the microsecond."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+from orchestration.runs import new_run_id
 
 
 def compile_pipeline(pipeline: tfx_pipeline.Pipeline) -> pipeline_pb2.Pipeline:
@@ -70,10 +67,20 @@ def launch_node(bound_ir: pipeline_pb2.Pipeline, node_id: str) -> None:
     raise KeyError(f"pipeline {bound_ir.pipeline_info.id} has no node {node_id!r}")
 
 
+class NodeListener:
+    """Told about each node of `run_pipeline` as it starts and ends (override what you need)."""
+
+    def node_started(self, node_id: str, index: int, total: int) -> None:
+        pass
+
+    def node_finished(self, node_id: str, seconds: float, error: Optional[BaseException]) -> None:
+        pass
+
+
 def run_pipeline(
     pipeline: tfx_pipeline.Pipeline,
     run_id: Optional[str] = None,
-    on_node: Optional[Callable[[str], None]] = None,
+    listener: Optional[NodeListener] = None,
     nodes: Optional[Iterable[str]] = None,
 ) -> str:
     """Runs every node (or those in `nodes`) of `pipeline` in topological order under one run id.
@@ -84,11 +91,16 @@ def run_pipeline(
     run_id = run_id or new_run_id()
     bound = bind_run_id(compile_pipeline(pipeline), run_id)
     wanted = set(nodes) if nodes is not None else None
-    for node_id in node_ids(bound):
-        if wanted is not None and node_id not in wanted:
-            continue
-        if on_node:
-            on_node(node_id)
+    selected = [n for n in node_ids(bound) if wanted is None or n in wanted]
+    listener = listener or NodeListener()
+    for index, node_id in enumerate(selected, start=1):
+        listener.node_started(node_id, index, len(selected))
         logging.info("cvrank: launching %s (run %s)", node_id, run_id)
-        launch_node(bound, node_id)
+        start = time.monotonic()
+        try:
+            launch_node(bound, node_id)
+        except BaseException as err:
+            listener.node_finished(node_id, time.monotonic() - start, err)
+            raise
+        listener.node_finished(node_id, time.monotonic() - start, None)
     return run_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Dict
 
-from cvrank.config import PROJECT_ROOT
+from config import PROJECT_ROOT
 
 
 def airflow_environ(workspace: str) -> Dict[str, str]:

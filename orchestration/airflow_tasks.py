@@ -12,8 +12,8 @@ import os
 import re
 from typing import Any, Mapping
 
-from cvrank.config import PipelineConfig
-from pipeline import runner
+from config import PipelineConfig
+from orchestration import runner
 
 
 def _config_from_conf(conf: Any) -> PipelineConfig:
@@ -21,7 +21,7 @@ def _config_from_conf(conf: Any) -> PipelineConfig:
         conf = json.loads(conf) if conf.strip() else {}
     if not isinstance(conf, Mapping):
         raise ValueError(f"DAG run conf must be a JSON object of settings, got {conf!r}")
-    return PipelineConfig().with_overrides(conf).resolved()
+    return PipelineConfig.create(conf)
 
 
 def prepare(kind: str, conf: Any, airflow_run_id: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Tuple
 
-from pipeline import mlmd
+from orchestration import mlmd
 
 SliceName = str
 
@@ -20,8 +20,8 @@ class RunSummary:
     model_uri: Optional[str]
 
     def format(self) -> str:
-        lines = [f"run {self.run_id}", "nodes:"]
-        lines += [f"  {node:<34} {state}" for node, state in self.node_states]
+        # Node states are shown as the nodes run (orchestration/console.py); `node_states` keeps them.
+        lines = [f"run {self.run_id}"]
         if self.metrics:
             names = ["map", "ndcg@10", "precision@10", "recall@100", "example_count"]
             lines.append("evaluation (eval jobs, every job ranked against every CV):")

@@ -14,9 +14,11 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from components.glove_trainer import spec
+from serving.model import build_model, save_model
 from trainer import glove
 from trainer.cooccurrence_reader import read_cooccurrence_shards
-from serving.model import build_model, save_model
+from transform import contract
 
 VECTORS_FILE = "word_vectors.txt"
 
@@ -28,12 +30,12 @@ def read_cvs(examples: types.Artifact, split: str) -> Tuple[np.ndarray, List[byt
     files = tf.io.gfile.glob(pattern)
     if not files:
         raise ValueError(f"no CV examples in split {split!r} of {examples.uri}")
-    spec = {"cv_id": tf.io.FixedLenFeature([], tf.string), "text": tf.io.VarLenFeature(tf.string)}
+    feature_spec = {contract.CV_ID_KEY: tf.io.FixedLenFeature([], tf.string), **contract.RAW_TEXT_SPEC}
     rows = []
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
-        parsed = tf.io.parse_example(batch, spec)
-        texts = tf.strings.reduce_join(tf.RaggedTensor.from_sparse(parsed["text"]), axis=1, separator=" ")
-        rows.extend(zip(parsed["cv_id"].numpy().tolist(), texts.numpy().tolist()))
+        parsed = tf.io.parse_example(batch, feature_spec)
+        texts = contract.join_text(parsed[contract.TEXT_KEY])
+        rows.extend(zip(parsed[contract.CV_ID_KEY].numpy().tolist(), texts.numpy().tolist()))
     rows.sort()
     return np.array([r[0] for r in rows], dtype=object), [r[1] for r in rows]
 
@@ -44,14 +46,14 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
-        matrix = artifact_utils.get_single_instance(input_dict["cooccurrence"])
-        transform_graph = artifact_utils.get_single_instance(input_dict["transform_graph"])
-        cvs = artifact_utils.get_single_instance(input_dict["cvs"])
-        model_artifact = artifact_utils.get_single_instance(output_dict["model"])
-        model_run = artifact_utils.get_single_instance(output_dict["model_run"])
+        matrix = artifact_utils.get_single_instance(input_dict[spec.COOCCURRENCE_KEY])
+        transform_graph = artifact_utils.get_single_instance(input_dict[spec.TRANSFORM_GRAPH_KEY])
+        cvs = artifact_utils.get_single_instance(input_dict[spec.CVS_KEY])
+        model_artifact = artifact_utils.get_single_instance(output_dict[spec.MODEL_KEY])
+        model_run = artifact_utils.get_single_instance(output_dict[spec.MODEL_RUN_KEY])
 
         tft_output = tft.TFTransformOutput(transform_graph.uri)
-        vocab_file = tft_output.vocabulary_file_by_name("vocab")
+        vocab_file = tft_output.vocabulary_file_by_name(contract.VOCAB_NAME)
         with tf.io.gfile.GFile(vocab_file, "rb") as f:
             words = [w.decode("utf-8") for w in f.read().splitlines()]
         i, j, x = read_cooccurrence_shards(matrix.uri)
@@ -62,17 +64,16 @@ class Executor(base_executor.BaseExecutor):
             learning_rate=exec_properties["learning_rate"], batch_size=exec_properties["batch_size"],
             seed=exec_properties["seed"])
         logging.info("GloVe: %d words, %d non-zeros, %s", len(words), len(x), config)
-        logger = glove.EpochLogger(len(x), config.epochs, log_dir=os.path.join(model_run.uri, "glove"),
-                                   print_fn=lambda m: print(m, flush=True))
+        logger = glove.EpochLogger(len(x), config.epochs, log_dir=os.path.join(model_run.uri, "glove"))
         try:
             result = glove.train_glove(i, j, x, len(words), config, on_epoch_end=logger)
         finally:
             logger.close()
 
         glove.save_glove_text(os.path.join(model_artifact.uri, VECTORS_FILE), words, result.vectors)
-        cv_ids, cv_texts = read_cvs(cvs, exec_properties["cv_split"])
+        cv_ids, cv_texts = read_cvs(cvs, exec_properties[spec.CV_SPLIT_KEY])
         model = build_model(tft_output, result.vectors, cv_ids, cv_texts,
-                            exec_properties["doc_weighting"], exec_properties["top_k"])
+                            exec_properties[spec.DOC_WEIGHTING_KEY], exec_properties[spec.TOP_K_KEY])
         serving_dir = path_utils.serving_model_path(model_artifact.uri)
         save_model(model, serving_dir)
         model_artifact.set_int_custom_property("vocab_size", len(words))
