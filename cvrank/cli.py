@@ -176,13 +176,15 @@ def _allowed_values(field) -> str:
     annotation = field.annotation
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    if typing.get_origin(annotation) is list:
+        return "list of " + typing.get_args(annotation)[0].__name__
     name = getattr(annotation, "__name__", str(annotation))
     bounds = []
     for meta in field.metadata:
         for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             if getattr(meta, attr, None) is not None:
                 bounds.append(f"{op} {getattr(meta, attr)}")
-    return " ".join([name, *bounds]) if bounds else name
+    return f"{name} {', '.join(bounds)}" if bounds else name
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -13,7 +13,6 @@ import re
 from typing import Any, Mapping
 
 from config import PipelineConfig
-from orchestration import runner
 
 
 def _config_from_conf(conf: Any) -> PipelineConfig:
@@ -27,7 +26,9 @@ def _config_from_conf(conf: Any) -> PipelineConfig:
 def prepare(kind: str, conf: Any, airflow_run_id: str) -> str:
     """Compiles the `kind` pipeline ('smoke' or 'cvrank') with the DAG run's conf applied, binds a run
     id derived from the Airflow run id, writes the IR under the workspace and returns its path."""
-    config = _config_from_conf(conf)
+    config = _config_from_conf(conf)  # bad settings fail here, before TFX is even imported
+    from orchestration import runner
+
     if kind == "smoke":
         from pipeline.smoke import create_smoke_pipeline, default_smoke_csv_dir
 
@@ -50,6 +51,8 @@ def prepare(kind: str, conf: Any, airflow_run_id: str) -> str:
 def run_node(ir_path: str, node_id: str) -> None:
     """Launches one node of the IR written by `prepare`."""
     from tfx.proto.orchestration import pipeline_pb2
+
+    from orchestration import runner
 
     bound = pipeline_pb2.Pipeline()
     with open(ir_path, "rb") as f:

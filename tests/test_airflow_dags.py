@@ -31,10 +31,27 @@ def test_dags_folder_has_no_import_errors(airflow_env):
     assert result.returncode == 0, result.stderr[-3000:]
     # Airflow prints warnings on stdout before the JSON document, which is the last line.
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [], result.stdout
-    listed = _airflow(["dags", "list", "--local", "-o", "plain"], airflow_env)
+    listed = _airflow(["dags", "list", "--local", "-o", "json"], airflow_env)
     assert listed.returncode == 0, listed.stderr[-3000:]
-    assert "cvrank_smoke" in listed.stdout
-    assert "cvrank " in listed.stdout or "\ncvrank\n" in listed.stdout or listed.stdout.count("cvrank") >= 2
+    dags = json.loads(listed.stdout.strip().splitlines()[-1])
+    assert sorted(d["dag_id"] for d in dags) == ["cvrank", "cvrank_smoke"]
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"embedding_dim": 0}, "setting 'embedding_dim' = 0 is not allowed: must be >= 1"),
+    ({"doc_weighting": "bogus"}, "setting 'doc_weighting' = 'bogus' is not allowed: must be one of 'mean', 'idf' or 'sif'"),
+    ({"epochz": 3}, "unknown setting 'epochz' (did you mean 'epochs'?)"),
+])
+def test_prepare_rejects_a_bad_conf_before_compiling(conf, message, tmp_path):
+    """What the DAG's first task does with the run's conf: a bad setting fails with the key, the value and
+    what is allowed, and nothing is written to the workspace."""
+    from config import ConfigError
+    from orchestration import airflow_tasks
+
+    with pytest.raises(ConfigError) as raised:
+        airflow_tasks.prepare("cvrank", json.dumps({**conf, "workspace": str(tmp_path / "ws")}), "manual__1")
+    assert message in str(raised.value)
+    assert not (tmp_path / "ws").exists()
 
 
 def _dag_upstreams(dag_file):
@@ -49,7 +66,7 @@ def _ir_upstreams(pipeline):
 
 
 def test_dag_tasks_match_compiled_pipelines(tmp_path):
-    config = PipelineConfig(workspace=str(tmp_path)).resolved()
+    config = PipelineConfig(workspace=str(tmp_path))
     smoke = _dag_upstreams("cvrank_smoke.py")
     assert {k: sorted(v) for k, v in smoke.items()} == _ir_upstreams(create_smoke_pipeline(str(tmp_path), config))
     full = _dag_upstreams("cvrank_pipeline.py")
@@ -69,7 +86,7 @@ def test_smoke_dag_run_executes_every_node(airflow_env, tmp_path):
     result = _airflow(["dags", "test", "cvrank_smoke", "-c", json.dumps(conf)], airflow_env, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
 
-    config = PipelineConfig().with_overrides(conf)
+    config = PipelineConfig.create(conf)
     store = mlmd.sqlite_store(smoke_metadata_path(config))
     [run_ctx] = store.get_contexts_by_type("pipeline_run")
     assert run_ctx.name.startswith("airflow-")
