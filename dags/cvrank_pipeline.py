@@ -1,6 +1,6 @@
 """cvrank DAG: the whole pipeline, one task per TFX node, configured by the DAG run's conf.
 
-Trigger with any cvrank setting (cvrank/config.py), e.g.
+Trigger with any cvrank setting (`bin/cvrank config` lists them), e.g.
 `airflow dags trigger cvrank -c '{"data_dir": "/data/cvs-2026-11", "epochs": 40}'`.
 """
 
@@ -14,9 +14,10 @@ from cvrank_tasks import wire_pipeline  # noqa: E402
 
 # The pipeline's edges (pipeline/pipeline.py); tests check they match the compiled pipeline.
 NODE_UPSTREAMS = {
-    "texts_example_gen": [],
-    "jobs_example_gen": [],
-    "judgments_example_gen": [],
+    "FileCheck": [],
+    "texts_example_gen": ["FileCheck"],
+    "jobs_example_gen": ["FileCheck"],
+    "judgments_example_gen": ["FileCheck"],
     "texts_schema_gen": [],
     "jobs_schema_gen": [],
     "judgments_schema_gen": [],

@@ -12,6 +12,8 @@ from tfx.proto import example_gen_pb2, transform_pb2
 
 from components.cooccurrence.component import CooccurrenceGen
 from components.data_check.component import DataCheck
+from components.example_gen.component import DatasetExampleGen
+from components.file_check.component import FileCheck
 from config import PROJECT_ROOT, PipelineConfig
 from pipeline.baseline import previous_blessed_model_resolver
 from pipeline.eval_config import build_eval_config
@@ -64,11 +66,13 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     splits = text_splits(config)
     texts_input = example_gen_pb2.Input(splits=[
         example_gen_pb2.Input.Split(name=s, pattern=f"{s}/*.csv") for s in splits])
-    texts_gen = tfx.components.CsvExampleGen(
+    # Every file-level problem (file, line, problem) stops the run here, before any ExampleGen reads a file.
+    file_check = FileCheck(input_base=config.data_dir)
+    texts_gen = DatasetExampleGen(
         input_base=config.data_dir, input_config=texts_input,
         output_config=_one_output("cvs") if len(splits) == 1 else None,
     ).with_id("texts_example_gen")
-    jobs_gen = tfx.components.CsvExampleGen(
+    jobs_gen = DatasetExampleGen(
         input_base=config.data_dir, input_config=_single_split("jobs", "jobs/*.csv"),
         # A stable hash of job_id decides which jobs tune (eval) and which are held out (test).
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
@@ -76,10 +80,12 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                     example_gen_pb2.SplitConfig.Split(name="test", hash_buckets=1)],
             partition_feature_name="job_id")),
     ).with_id("jobs_example_gen")
-    judgments_gen = tfx.components.CsvExampleGen(
+    judgments_gen = DatasetExampleGen(
         input_base=config.data_dir, input_config=_single_split("judgments", "judgments/*.csv"),
         output_config=_one_output("all"),
     ).with_id("judgments_example_gen")
+    for gen in (texts_gen, jobs_gen, judgments_gen):
+        gen.add_upstream_node(file_check)
 
     validation = []
     anomalies = {}
@@ -131,6 +137,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
 
+    track_sources(file_check, "components/file_check", "dataset")
+    for gen in (texts_gen, jobs_gen, judgments_gen):
+        track_sources(gen, "components/example_gen", "dataset")
     track_sources(data_check, "components/data_check")
     track_sources(transform, "transform")
     track_sources(cooccurrence, "components/cooccurrence")
@@ -141,7 +150,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[texts_gen, jobs_gen, judgments_gen, *validation, data_check, transform, cooccurrence,
+        components=[file_check, texts_gen, jobs_gen, judgments_gen, *validation, data_check, transform, cooccurrence,
                     trainer, baseline, evaluator, pusher],
         enable_cache=True,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
