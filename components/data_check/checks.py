@@ -50,7 +50,7 @@ def feature_values(example: tf.train.Example, name: str) -> Optional[List[Any]]:
 
 def single_value(example: tf.train.Example, name: str) -> Optional[str]:
   """The one value of feature `name` as text, or None unless it has exactly one value. Integers are
-  accepted (CsvExampleGen reads an all-digit id column as INT; the schema reports the type)."""
+  accepted as text (the schemas, not this check, decide each feature's type)."""
   values = feature_values(example, name)
   if not values or len(values) != 1:
     return None
