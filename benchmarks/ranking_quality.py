@@ -176,65 +176,22 @@ def mean_metrics(runs: Sequence[Dict[str, ranking.RankingAggregate]]) -> Dict[st
 # --------------------------------------------------------------------------------------------------
 
 
-def open_store_readonly(path: str):
-    """The SQLite ML Metadata store at `path`, opened read-only (never created or migrated)."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no ML Metadata store at {path}")
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
-
-
 def _value(v):
     """The Python value of an MLMD Value proto."""
     kind = v.WhichOneof("value")
     return getattr(v, kind) if kind else None
 
 
-def _node_executions(store, pipeline_name: str, node_id: str) -> list:
-    ctx = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
-    return store.get_executions_by_context(ctx.id) if ctx is not None else []
-
-
-def _events(store, execution_id: int, event_types) -> Dict[str, List[int]]:
-    """Artifact ids of one execution's events of `event_types`, by input/output key."""
-    found: Dict[str, List[int]] = {}
-    for ev in store.get_events_by_execution_ids([execution_id]):
-        if ev.type in event_types:
-            key = ev.path.steps[0].key if ev.path.steps else ""
-            found.setdefault(key, []).append(ev.artifact_id)
-    return found
-
-
-def _inputs(store, execution_id: int) -> Dict[str, List[int]]:
-    from ml_metadata.proto import metadata_store_pb2
-
-    return _events(store, execution_id, (metadata_store_pb2.Event.INPUT,))
-
-
-def _outputs(store, execution_id: int) -> Dict[str, List[int]]:
-    from ml_metadata.proto import metadata_store_pb2
-
-    return _events(store, execution_id, (metadata_store_pb2.Event.OUTPUT,
-                                         metadata_store_pb2.Event.DECLARED_OUTPUT))
-
-
 def _succeeded(execution) -> bool:
-    from ml_metadata.proto import metadata_store_pb2
+    from orchestration import mlmd
 
-    return execution.last_known_state in (metadata_store_pb2.Execution.COMPLETE,
-                                          metadata_store_pb2.Execution.CACHED)
+    return execution.last_known_state in (mlmd.Execution.COMPLETE, mlmd.Execution.CACHED)
 
 
-def _live(store, artifact_ids) -> list:
-    from ml_metadata.proto import metadata_store_pb2
+def _live(artifacts) -> list:
+    from orchestration import mlmd
 
-    return [a for a in store.get_artifacts_by_id(sorted(set(artifact_ids)))
-            if a.state == metadata_store_pb2.Artifact.LIVE]
+    return [a for a in artifacts if a.state == mlmd.Artifact.LIVE]
 
 
 def _newest(artifacts):
@@ -258,50 +215,55 @@ def find_run_artifacts(store, pipeline_name: str) -> RunArtifacts:
     """Chooses the model (latest pushed, else newest GloveTrainer Model), follows its GloveTrainer
     execution to the Transform graph and CV examples it consumed, and takes DataCheck's newest
     `ranking_examples`. Raises LookupError when a piece is missing."""
+    from orchestration import mlmd
+
     notes: List[str] = []
-    trainer_execs = [e for e in _node_executions(store, pipeline_name, "GloveTrainer") if _succeeded(e)]
+    trainer_execs = [e for e in mlmd.node_executions(store, pipeline_name, "GloveTrainer") if _succeeded(e)]
     producer_of: Dict[int, object] = {}
+    trained: Dict[int, object] = {}
     for e in sorted(trainer_execs, key=lambda e: e.id, reverse=True):  # earliest producer wins
-        for artifact_id in _outputs(store, e.id).get("model", []):
-            producer_of[artifact_id] = e
+        for artifact in mlmd.execution_outputs(store, e.id).get("model", []):
+            producer_of[artifact.id] = e
+            trained[artifact.id] = artifact
 
     model, choice = None, ""
     pushes = []
-    for e in _node_executions(store, pipeline_name, "Pusher"):
+    for e in mlmd.node_executions(store, pipeline_name, "Pusher"):
         if not _succeeded(e):
             continue
-        models = _inputs(store, e.id).get("model", [])
-        for pushed in _live(store, _outputs(store, e.id).get("pushed_model", [])):
+        models = mlmd.execution_inputs(store, e.id).get("model", [])
+        for pushed in _live(mlmd.execution_outputs(store, e.id).get("pushed_model", [])):
             props = pushed.custom_properties
             if models and "pushed" in props and _value(props["pushed"]) == 1:
                 pushes.append((pushed, models[0]))
     if pushes:
-        pushed, model_id = max(pushes, key=lambda p: (p[0].create_time_since_epoch, p[0].id))
-        model = store.get_artifacts_by_id([model_id])[0]
+        pushed, model = max(pushes, key=lambda p: (p[0].create_time_since_epoch, p[0].id))
         props = pushed.custom_properties
         version = _value(props["pushed_version"]) if "pushed_version" in props else "?"
         choice = f"latest pushed model (pushed version {version})"
     else:
-        model = _newest(_live(store, producer_of))
+        model = _newest(_live(trained.values()))
         choice = "newest GloveTrainer Model (nothing was pushed)"
     if model is None:
         raise LookupError(f"no GloveTrainer Model in pipeline {pipeline_name!r}")
     trainer = producer_of.get(model.id)
     if trainer is None:
         raise LookupError(f"Model {model.uri} was not produced by a successful GloveTrainer execution")
-    inputs = _inputs(store, trainer.id)
-    transform_graph = store.get_artifacts_by_id(inputs["transform_graph"])[0]
-    cvs = store.get_artifacts_by_id(inputs["cvs"])[0]
+    inputs = mlmd.execution_inputs(store, trainer.id)
+    transform_graph = inputs["transform_graph"][0]
+    cvs = inputs["cvs"][0]
 
-    checks = {}
-    for e in _node_executions(store, pipeline_name, "DataCheck"):
+    checks: Dict[int, object] = {}
+    checked: Dict[int, object] = {}
+    for e in mlmd.node_executions(store, pipeline_name, "DataCheck"):
         if _succeeded(e):
-            for artifact_id in _outputs(store, e.id).get("ranking_examples", []):
-                checks.setdefault(artifact_id, e)
-    ranking_examples = _newest(_live(store, checks))
+            for artifact in mlmd.execution_outputs(store, e.id).get("ranking_examples", []):
+                checks.setdefault(artifact.id, e)
+                checked[artifact.id] = artifact
+    ranking_examples = _newest(_live(checked.values()))
     if ranking_examples is None:
         raise LookupError(f"no DataCheck ranking_examples in pipeline {pipeline_name!r}")
-    texts_of_check = _inputs(store, checks[ranking_examples.id].id).get("texts", [])
+    texts_of_check = [a.id for a in mlmd.execution_inputs(store, checks[ranking_examples.id].id).get("texts", [])]
     if cvs.id not in texts_of_check:
         # Not fatal (labels are matched by cv_id), but the jobs may then be judged against other CVs.
         notes.append(f"the ranking examples were checked against texts artifact(s) {texts_of_check}, "
@@ -444,13 +406,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from serving.model import build_model
     from components.glove_trainer.executor import read_cvs
+    from orchestration import mlmd
 
     timings["imports"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     metadata_path = os.path.join(args.workspace, "metadata", f"{args.pipeline_name}.sqlite")
     try:
-        store = open_store_readonly(metadata_path)
+        store = mlmd.sqlite_store(metadata_path, read_only=True)
         run = find_run_artifacts(store, args.pipeline_name)
     except (FileNotFoundError, LookupError) as err:
         print(f"ranking_quality: {err}", file=sys.stderr)

@@ -25,7 +25,6 @@ import time
 from typing import List
 
 import numpy as np
-from ml_metadata.proto import metadata_store_pb2
 
 from orchestration import mlmd
 from serving.cv_files import Cv, cv_file_paths, read_cv_files
@@ -35,7 +34,6 @@ log = logging.getLogger("cvrank.serving")
 
 EXECUTION_TYPE = "cvrank.CvIndexUpdate"
 CV_FILE_TYPE = "cvrank.CvFile"
-PUSHED_MODEL_TYPE = "PushedModel"  # TFX's type, so index versions and Pusher versions look alike
 
 
 class IndexUpdateError(Exception):
@@ -61,21 +59,8 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _type_id(store, name: str, kind: str) -> int:
-    proto = {"artifact": metadata_store_pb2.ArtifactType, "execution": metadata_store_pb2.ExecutionType,
-             "context": metadata_store_pb2.ContextType}[kind](name=name)
-    put = {"artifact": store.put_artifact_type, "execution": store.put_execution_type,
-           "context": store.put_context_type}[kind]
-    return put(proto, can_add_fields=True)
-
-
-def pushed_model_artifact(store, version_dir: str):
-    """The PushedModel artifact whose `pushed_destination` is `version_dir`, or None."""
-    version_dir = os.path.abspath(version_dir)
-    found = [a for a in store.get_artifacts_by_type(PUSHED_MODEL_TYPE)
-             if a.custom_properties["pushed_destination"].string_value == version_dir
-             and a.custom_properties["pushed"].int_value == 1]
-    return max(found, key=lambda a: a.id) if found else None
+# Kept under this name for callers of serving.index; the query lives in orchestration.mlmd.
+pushed_model_artifact = mlmd.pushed_model_by_destination
 
 
 def _merge(old_ids: np.ndarray, old_vectors: np.ndarray, old_snippets: np.ndarray, cvs: List[Cv],
@@ -139,11 +124,11 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
             save_model(model, temp_dir)
             execution_id = _record(store, pipeline_name, source_dir, files, final_dir, version, len(cvs), len(ids))
             os.rename(temp_dir, final_dir)
-            _finish(store, execution_id, metadata_store_pb2.Execution.COMPLETE)
+            mlmd.finish_execution(store, execution_id, mlmd.Execution.COMPLETE)
         except BaseException:
             shutil.rmtree(temp_dir, ignore_errors=True)
             if execution_id is not None and not os.path.isdir(final_dir):
-                _finish(store, execution_id, metadata_store_pb2.Execution.FAILED)
+                mlmd.finish_execution(store, execution_id, mlmd.Execution.FAILED)
             raise
     return IndexResult(source_version, version, final_dir, len(cvs) - replaced, replaced, len(ids), execution_id)
 
@@ -151,12 +136,7 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
 def _record(store, pipeline_name: str, source_dir: str, files: List[str], final_dir: str, version: int,
             n_cvs: int, index_size: int) -> int:
     """Records the update (RUNNING) with its inputs and its output; returns the execution id."""
-    exec_type = _type_id(store, EXECUTION_TYPE, "execution")
-    file_type = _type_id(store, CV_FILE_TYPE, "artifact")
-    pushed_type = _type_id(store, PUSHED_MODEL_TYPE, "artifact")
-    context_type = _type_id(store, "pipeline", "context")
-
-    source = pushed_model_artifact(store, source_dir)
+    source = mlmd.pushed_model_by_destination(store, source_dir)
     inputs = []
     if source is not None:
         inputs.append(("source_model", source))
@@ -164,43 +144,12 @@ def _record(store, pipeline_name: str, source_dir: str, files: List[str], final_
         log.warning("%s is not recorded in ML Metadata as a pushed model; lineage starts at this update",
                     source_dir)
     for path in files:
-        artifact = metadata_store_pb2.Artifact(type_id=file_type, uri=os.path.abspath(path),
-                                               state=metadata_store_pb2.Artifact.LIVE)
-        artifact.custom_properties["sha256"].string_value = _sha256(path)
-        inputs.append(("cvs", artifact))
-    output = metadata_store_pb2.Artifact(type_id=pushed_type, uri=final_dir, state=metadata_store_pb2.Artifact.LIVE)
-    output.custom_properties["pushed"].int_value = 1
-    output.custom_properties["pushed_version"].string_value = str(version)
-    output.custom_properties["pushed_destination"].string_value = final_dir
-    output.custom_properties["index_size"].int_value = index_size
-    output.custom_properties["cvs_added"].int_value = n_cvs
-
-    execution = metadata_store_pb2.Execution(type_id=exec_type, last_known_state=metadata_store_pb2.Execution.RUNNING)
-    execution.custom_properties["source_version"].string_value = os.path.basename(source_dir)
-    execution.custom_properties["pushed_version"].string_value = str(version)
-
-    def event(kind, key, index):
-        e = metadata_store_pb2.Event(type=kind)
-        step = e.path.steps.add()
-        step.key = key
-        e.path.steps.add().index = index
-        return e
-
-    artifacts_and_events = []
-    counts = {}
-    for key, artifact in inputs:
-        artifacts_and_events.append((artifact, event(metadata_store_pb2.Event.INPUT, key, counts.get(key, 0))))
-        counts[key] = counts.get(key, 0) + 1
-    artifacts_and_events.append((output, event(metadata_store_pb2.Event.OUTPUT, "pushed_model", 0)))
-    context = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    if context is None:
-        context = metadata_store_pb2.Context(type_id=context_type, name=pipeline_name)
-    execution_id, _artifact_ids, _ = store.put_execution(execution, artifacts_and_events, [context],
-                                                         reuse_context_if_already_exist=True)
-    return execution_id
-
-
-def _finish(store, execution_id: int, state) -> None:
-    [execution] = store.get_executions_by_id([execution_id])
-    execution.last_known_state = state
-    store.put_executions([execution])
+        inputs.append(("cvs", mlmd.new_artifact(store, CV_FILE_TYPE, os.path.abspath(path),
+                                                {"sha256": _sha256(path)})))
+    # TFX's PushedModel type and properties, so index versions and Pusher versions look alike.
+    output = mlmd.new_artifact(store, mlmd.PUSHED_MODEL_TYPE, final_dir, {
+        "pushed": 1, "pushed_version": str(version), "pushed_destination": final_dir,
+        "index_size": index_size, "cvs_added": n_cvs})
+    return mlmd.put_execution_with_lineage(
+        store, EXECUTION_TYPE, pipeline_name, inputs, [("pushed_model", output)],
+        {"source_version": os.path.basename(source_dir), "pushed_version": str(version)})
