@@ -59,10 +59,6 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-# Kept under this name for callers of serving.index; the query lives in orchestration.mlmd.
-pushed_model_artifact = mlmd.pushed_model_by_destination
-
-
 def _merge(old_ids: np.ndarray, old_vectors: np.ndarray, old_snippets: np.ndarray, cvs: List[Cv],
            new_vectors: np.ndarray, snippets: List[bytes]):
     position = {cv_id: k for k, cv_id in enumerate(old_ids.tolist())}

@@ -400,7 +400,7 @@ def test_index_records_its_update_through_mlmd(graph, tmp_path):
     final_dir = os.path.join(graph.serving_dir, "7")
     execution_id = index._record(store, PIPELINE, os.path.join(graph.serving_dir, "1"), [str(cv_path)], final_dir,
                                  7, 1, 5)
-    execution, type_name, inputs = mlmd.producer(store, index.pushed_model_artifact(store, final_dir).id)
+    execution, type_name, inputs = mlmd.producer(store, mlmd.pushed_model_by_destination(store, final_dir).id)
     assert (execution.id, type_name, execution.last_known_state) == (
         execution_id, "cvrank.CvIndexUpdate", pb.Execution.RUNNING)
     assert {k: v.string_value for k, v in execution.custom_properties.items()} == {
@@ -409,7 +409,6 @@ def test_index_records_its_update_through_mlmd(graph, tmp_path):
     assert (cv_file.uri, cv_file.custom_properties["sha256"].string_value) == (
         str(cv_path), "3c8ff43821fbdbcb5ff740c3e0ab5b93a272049d2b5c4fe0a31e67be0e76f283")
     assert [x.id for x in inputs["source_model"]] == [a["pushed_model"]]
-    pushed = index.pushed_model_artifact(store, final_dir)
+    pushed = mlmd.pushed_model_by_destination(store, final_dir)
     assert {k: getattr(v, v.WhichOneof("value")) for k, v in pushed.custom_properties.items()} == {
         "pushed": 1, "pushed_version": "7", "pushed_destination": final_dir, "index_size": 5, "cvs_added": 1}
-    assert index.pushed_model_artifact is mlmd.pushed_model_by_destination

@@ -12,11 +12,13 @@ from orchestration import mlmd, runner
 from pipeline.pipeline import create_pipeline
 from orchestration.summary import summarize
 from ml_metadata.proto import metadata_store_pb2
-from serving.index import pushed_model_artifact, update_index
+from components.data_check import DataValidationError
+from dataset.files import InputFileError
+from serving.index import update_index
 from tests.serving_support import assert_standard_ops
 
 TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
-UPSTREAM = ["jobs_example_gen", "texts_example_gen", "judgments_example_gen", "texts_statistics_gen",
+UPSTREAM = ["FileCheck", "jobs_example_gen", "texts_example_gen", "judgments_example_gen", "texts_statistics_gen",
             "texts_schema_gen", "texts_example_validator", "DataCheck", "Transform", "CooccurrenceGen"]
 
 pytestmark = pytest.mark.slow
@@ -120,16 +122,19 @@ def test_a_model_worse_than_the_blessed_one_is_not_pushed(first_run):
     assert pushed_versions(config) == versions
 
 
-@pytest.mark.parametrize("corruption, message", [
-    ("unknown_cv", "cv-999999"),
-    ("bad_relevance", "relevance"),
-    ("empty_text", "text"),
+@pytest.mark.parametrize("corruption, error, message, failed_node", [
+    ("unknown_cv", DataValidationError, "judgments: cv_id: not among the CVs (cvs/*.csv): 1 found: cv-999999", "DataCheck"),
+    ("bad_relevance", DataValidationError, "judgments: relevance: not one of 0, 1, 2: 1 found:", "DataCheck"),
+    ("empty_text", DataValidationError, "cvs: text: empty text (cv_id shown): 1 found: cv-000001", "DataCheck"),
+    ("not_utf8", InputFileError, "cvs.csv, line 50: not UTF-8 (byte 0xe9", "FileCheck"),
 ])
-def test_bad_input_stops_before_training_and_keeps_pushed_model(first_run, tmp_path, corruption, message):
+def test_bad_input_stops_before_training_and_keeps_pushed_model(first_run, tmp_path, corruption, error, message,
+                                                               failed_node):
     config, first = first_run
     data = tmp_path / "data"
     shutil.copytree(TINY, data)
     judgments = data / "judgments" / "judgments.csv"
+    cvs = data / "cvs" / "cvs.csv"
     if corruption == "unknown_cv":
         with open(judgments, "a") as f:
             f.write("11-1011.00,cv-999999,2\n")
@@ -137,25 +142,31 @@ def test_bad_input_stops_before_training_and_keeps_pushed_model(first_run, tmp_p
         rows = judgments.read_text().splitlines()
         rows[1] = rows[1].rsplit(",", 1)[0] + ",7"
         judgments.write_text("\n".join(rows) + "\n")
-    else:
-        cvs = data / "cvs" / "cvs.csv"
+    elif corruption == "empty_text":
         rows = cvs.read_text().splitlines()
         rows[1] = rows[1].split(",", 1)[0] + ","
         cvs.write_text("\n".join(rows) + "\n")
+    else:
+        with open(cvs, "ab") as f:
+            f.write(b"cv-999999,caf\xe9 manager\n")
     before = pushed_versions(config)
     store = mlmd.sqlite_store(config.metadata_path)
-    executions_before = len(store.get_executions())
+    executions_before = {e.id: (e.last_known_state, e.type_id) for e in store.get_executions()}
 
     bad = tiny_config(config.workspace, data_dir=data)
     pipeline = create_pipeline(bad)
-    with pytest.raises(Exception) as err:
-        runner.run_pipeline(pipeline)
-    assert message in str(err.value), str(err.value)
+    run_id = runner.new_run_id()
+    with pytest.raises(error) as raised:
+        runner.run_pipeline(pipeline, run_id=run_id)
+    assert message in str(raised.value), str(raised.value)
     assert pushed_versions(config) == before
-    # The failed run added executions; every earlier one is still there and unchanged.
-    assert len(store.get_executions()) >= executions_before
-    [trainer_state] = {s for n, s in states(run(config)).items() if n == "GloveTrainer"}
-    assert trainer_state == "CACHED"
+    # The failed node is recorded as FAILED; nothing after it ran; every earlier execution is unchanged.
+    states_of_run = mlmd.run_node_states(store, config.pipeline_name, run_id)
+    assert states_of_run[failed_node] == "FAILED"
+    assert "Transform" not in states_of_run and "GloveTrainer" not in states_of_run
+    after = {e.id: (e.last_known_state, e.type_id) for e in store.get_executions()}
+    assert {k: after[k] for k in executions_before} == executions_before
+    assert states(run(config))["GloveTrainer"] == "CACHED"
 
 
 def test_pushed_model_uses_standard_ops_only(first_run):
@@ -180,7 +191,7 @@ def test_index_update_pushes_a_version_with_lineage_to_the_trained_model(first_r
     assert top[0] == b"cv-added-1"
 
     store = mlmd.sqlite_store(config.metadata_path)
-    pushed = pushed_model_artifact(store, result.path)
+    pushed = mlmd.pushed_model_by_destination(store, result.path)
     execution, exec_type, inputs = mlmd.producer(store, pushed.id)
     assert exec_type == "cvrank.CvIndexUpdate"
     assert execution.last_known_state == metadata_store_pb2.Execution.COMPLETE
