@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 for name in uv tfx airflow; do
+  excludes=()
+  [ -f "requirements-$name.excludes" ] && excludes=(--excludes "requirements-$name.excludes")
   uv pip compile --quiet --python-version 3.13 --python-platform x86_64-manylinux_2_39 --generate-hashes \
-    "requirements-$name.in" -o "requirements-$name.lock"
+    "${excludes[@]}" "requirements-$name.in" -o "requirements-$name.lock"
 done
