@@ -1,8 +1,12 @@
 """Tests of CooccurrenceGen: the NumPy counting core, the file format, the Beam executor end to end
-(DirectRunner, multi-processing) against a brute-force cooccur.c reference, and the component."""
+(DirectRunner, multi-processing) against a brute-force cooccur.c reference, and the component.
+
+The Beam transform and the executor (over a transform graph that tf.Transform analyses on Beam) are
+slow; the counting core, the coder, the file format and the component are unit tests."""
 
 import collections
 import os
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -108,9 +112,10 @@ def test_counting_core_edge_cases():
   empty = counting.count_documents([], 5, 10, True, weighting)
   assert len(empty) == 0
   assert len(counting.count_documents([[1], [], [-1, 2, -1]], 5, 10, True, weighting)) == 0
-  with pytest.raises(ValueError, match='out of range'):
+  with pytest.raises(ValueError, match=r'^token id 5 out of range for vocab_size 5; examples and '
+                                       r'vocabulary do not match$'):
     counting.count_documents([[1, 5]], 5, 10, True, weighting)
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match=r'^window must be >= 1, got 0$'):
     counting.make_weighting(0, True)
 
 
@@ -129,6 +134,7 @@ def test_chunk_documents():
 
 # --- Beam transform ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_build_matrix_transform_merges_many_partials(tmp_path, monkeypatch):
   """Small batches and eager merging: many partials per shard go through MergeCountsFn."""
   import apache_beam as beam  # pylint: disable=import-outside-toplevel
@@ -314,6 +320,7 @@ def _run_executor(tmp_path, examples, transform_graph, beam_args=MULTI_PROCESSIN
     dict(window_size=5, symmetric=1, distance_weighting=1, num_shards=3),
     dict(window_size=2, symmetric=0, distance_weighting=0, num_shards=2, splits=['train']),
 ], ids=['symmetric-weighted-all-splits', 'left-unweighted-train'])
+@pytest.mark.slow
 def test_executor_end_to_end(transformed, tmp_path, params):
   examples, transform_graph, docs, vocab_size = transformed
   output = _run_executor(tmp_path, examples, transform_graph, **params)
@@ -335,6 +342,7 @@ def test_executor_end_to_end(transformed, tmp_path, params):
   assert output.distance_weighting == params['distance_weighting']
 
 
+@pytest.mark.slow
 def test_executor_reads_other_formats_through_tfxio(transformed, tmp_path):
   """Examples in another format (Parquet here) are read through TFXIO."""
   import pyarrow as pa  # pylint: disable=import-outside-toplevel
@@ -359,9 +367,11 @@ def test_executor_reads_other_formats_through_tfxio(transformed, tmp_path):
                  brute_force(docs['train'], 3, True, True), dtype=np.float32)
 
 
+@pytest.mark.slow
 def test_executor_rejects_unknown_split(transformed, tmp_path):
   examples, transform_graph, _, _ = transformed
-  with pytest.raises(ValueError, match='splits'):
+  with pytest.raises(ValueError, match=re.escape(
+      "splits ['test'] not all in the examples' splits ['train', 'eval']")):
     _run_executor(tmp_path, examples, transform_graph, splits=['test'])
 
 
@@ -385,20 +395,28 @@ def test_component_instantiates_and_validates():
   assert gen.exec_properties == {'window_size': 10, 'symmetric': 1, 'distance_weighting': 1,
                                  'splits': '["cvs"]', 'token_feature': 'token_ids',
                                  'num_shards': 8}
-  gen.with_beam_pipeline_args(['--direct_num_workers=2'])
+  assert gen.with_beam_pipeline_args(['--direct_num_workers=2']) is gen
+  assert gen.executor_spec.beam_pipeline_args == ['--direct_num_workers=2']
 
   defaults = CooccurrenceGen(examples=examples, transform_graph=transform_graph,
                              symmetric=False, distance_weighting=False)
   assert defaults.exec_properties['splits'] is None
   assert defaults.exec_properties['symmetric'] == 0
 
-  with pytest.raises(TypeError):  # the spec type-checks parameters
+  # The spec type-checks parameters.
+  with pytest.raises(TypeError, match=re.escape(
+      "Expected type <class 'int'> for parameter 'window_size' but got 10 instead.")):
     spec.CooccurrenceGenSpec(
         examples=examples, transform_graph=transform_graph, window_size='10', symmetric=1,
         distance_weighting=1, token_feature='token_ids', num_shards=8,
         cooccurrence=types.Channel(type=CooccurrenceMatrix))
-  with pytest.raises(TypeError):  # inputs are type-checked too
+  with pytest.raises(TypeError, match=re.escape(  # inputs are type-checked too
+      "Argument examples should be a Channel of type "
+      "<class 'tfx.types.standard_artifacts.Examples'> "
+      "(got <class 'tfx.types.standard_artifacts.TransformGraph'>).")):
     CooccurrenceGen(examples=transform_graph, transform_graph=transform_graph)
-  for bad in (dict(window_size=0), dict(num_shards=0), dict(splits=[])):
-    with pytest.raises(ValueError):
+  for bad, message in ((dict(window_size=0), 'window_size must be >= 1, got 0'),
+                       (dict(num_shards=0), 'num_shards must be >= 1, got 0'),
+                       (dict(splits=[]), 'splits must be None (all splits) or a non-empty list')):
+    with pytest.raises(ValueError, match=f'^{re.escape(message)}$'):
       CooccurrenceGen(examples=examples, transform_graph=transform_graph, **bad)

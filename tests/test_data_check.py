@@ -1,9 +1,13 @@
 """The data-validation gate: curated schemas (pipeline/schemas/) with ExampleValidator, and the
 DataCheck component.
 
-End to end: the valid tiny dataset passes without anomalies and DataCheck writes one ranking example
-per job with its judgments; each kind of bad data fails the run with a DataValidationError naming
-the file kind, field and offending values. Fast unit tests cover the Beam checks and the report.
+End to end (slow), the validation half of the pipeline that `pipeline.pipeline.create_pipeline`
+builds (FileCheck, ExampleGens, StatisticsGens, ImportSchemaGens, ExampleValidators, DataCheck):
+the valid tiny dataset passes without anomalies and DataCheck writes one ranking example per job
+with its judgments; each kind of bad data fails the run with a DataValidationError naming the file
+kind, field and offending values, and a file-level fault stops the run at FileCheck with an
+InputFileError before DataCheck. DataCheck's Beam checks and its executor run on Beam (slow); the
+schemas, the ranking example, the word buckets, the sample combiner and the report are unit tests.
 """
 
 from __future__ import annotations
@@ -17,81 +21,42 @@ import apache_beam as beam
 import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
+from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.data_check import DataCheck, DataValidationError
+from components.data_check import DataValidationError
 from components.data_check import checks, report
-from config import PROJECT_ROOT
+from config import PROJECT_ROOT, PipelineConfig
+from dataset.files import InputFileError
 from orchestration import mlmd, runner
+from pipeline.pipeline import create_pipeline
 
 TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
 SCHEMAS = os.path.join(PROJECT_ROOT, "pipeline", "schemas")
 BEAM_ARGS = ["--direct_num_workers=1"]
 
 
-# ---- the pipeline's validation half, wired as pipeline/pipeline.py wires it ----------------------
+# ---- the pipeline's validation half, built by the pipeline's own factory --------------------------
 
-def validation_pipeline(data_dir: str, workdir: str) -> tfx.dsl.Pipeline:
-    """ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator for texts, jobs and
-    judgments, then DataCheck; uncached, metadata and artifacts under `workdir`."""
-    split = tfx.proto.Input.Split
-    texts_splits = [split(name="cvs", pattern="cvs/*.csv")]
-    if glob.glob(os.path.join(data_dir, "corpus", "*.csv")):
-        texts_splits.append(split(name="corpus", pattern="corpus/*.csv"))
-    texts_gen = tfx.components.CsvExampleGen(
-        input_base=data_dir,
-        input_config=tfx.proto.Input(splits=texts_splits),
-        output_config=(tfx.proto.Output() if len(texts_splits) > 1 else _one_split("cvs")),
-    ).with_id("texts_example_gen")
-    jobs_gen = tfx.components.CsvExampleGen(
-        input_base=data_dir,
-        input_config=tfx.proto.Input(splits=[split(name="jobs", pattern="jobs/*.csv")]),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-            splits=[tfx.proto.SplitConfig.Split(name="eval", hash_buckets=1),
-                    tfx.proto.SplitConfig.Split(name="test", hash_buckets=1)],
-            partition_feature_name="job_id")),
-    ).with_id("jobs_example_gen")
-    judgments_gen = tfx.components.CsvExampleGen(
-        input_base=data_dir,
-        input_config=tfx.proto.Input(splits=[split(name="judgments", pattern="judgments/*.csv")]),
-        output_config=_one_split("all"),
-    ).with_id("judgments_example_gen")
-
-    components = [texts_gen, jobs_gen, judgments_gen]
-    anomalies = {}
-    for name, gen in (("texts", texts_gen), ("jobs", jobs_gen), ("judgments", judgments_gen)):
-        stats = tfx.components.StatisticsGen(examples=gen.outputs["examples"]).with_id(
-            f"{name}_statistics_gen")
-        schema = tfx.components.ImportSchemaGen(
-            schema_file=os.path.join(SCHEMAS, f"{name}.pbtxt")).with_id(f"{name}_schema_gen")
-        validator = tfx.components.ExampleValidator(
-            statistics=stats.outputs["statistics"], schema=schema.outputs["schema"]).with_id(
-            f"{name}_example_validator")
-        components += [stats, schema, validator]
-        anomalies[name] = validator.outputs["anomalies"]
-    components.append(DataCheck(
-        texts=texts_gen.outputs["examples"],
-        jobs=jobs_gen.outputs["examples"],
-        judgments=judgments_gen.outputs["examples"],
-        texts_anomalies=anomalies["texts"],
-        jobs_anomalies=anomalies["jobs"],
-        judgments_anomalies=anomalies["judgments"]))
-    return tfx.dsl.Pipeline(
-        pipeline_name="data-check-test",
-        pipeline_root=os.path.join(workdir, "root"),
-        components=components,
-        enable_cache=False,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            os.path.join(workdir, "metadata.sqlite")),
-        beam_pipeline_args=BEAM_ARGS,
-    )
+# FileCheck, the ExampleGens and their validation (statistics, curated schema, ExampleValidator) for
+# texts, jobs and judgments, then DataCheck: everything of pipeline/pipeline.py before Transform.
+VALIDATION_NODES = [
+    "FileCheck",
+    *(f"{kind}_example_gen" for kind in ("texts", "jobs", "judgments")),
+    *(f"{kind}_{node}" for kind in ("texts", "jobs", "judgments")
+      for node in ("statistics_gen", "schema_gen", "example_validator")),
+    "DataCheck",
+]
 
 
-def _one_split(name: str):
-    return tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-        splits=[tfx.proto.SplitConfig.Split(name=name, hash_buckets=1)]))
+def validation_config(data_dir: str, workspace: str) -> PipelineConfig:
+    return PipelineConfig(data_dir=data_dir, workspace=workspace, beam_pipeline_args=BEAM_ARGS)
+
+
+def run_validation(config: PipelineConfig, run_id: str) -> str:
+    """Runs the validation half of `create_pipeline(config)` as run `run_id`; returns the run id."""
+    return runner.run_pipeline(create_pipeline(config), run_id=run_id, nodes=VALIDATION_NODES)
 
 
 def _read_examples(split_dir: str) -> list[tf.train.Example]:
@@ -106,10 +71,10 @@ def _values(example: tf.train.Example, name: str) -> list:
     return checks.feature_values(example, name)
 
 
-# ---- fast: schemas, Beam checks, report, executor ------------------------------------------------
+# ---- schemas, Beam checks, report, executor -------------------------------------------------------
 
 def _example(**features) -> tf.train.Example:
-    """A tf.Example as CsvExampleGen writes it: str -> bytes, int -> int64, None -> a present
+    """A tf.Example as DatasetExampleGen writes it: str -> bytes, int -> int64, None -> a present
     feature without values (an empty CSV cell)."""
     example = tf.train.Example()
     for name, value in features.items():
@@ -203,6 +168,7 @@ def _job(job_id, words=5):
     return _ser(**{**JOB, "job_id": job_id, "text": " ".join(["w"] * words)})
 
 
+@pytest.mark.slow
 def test_check_and_join_finds_every_cross_reference_problem():
     cvs = [_ser(cv_id="c1", text=CV_TEXT), _ser(cv_id="c2", text=CV_TEXT),
            _ser(cv_id="c2", text=CV_TEXT), _ser(cv_id="c3", text=None), _ser(text="no id")]
@@ -300,6 +266,7 @@ def _run_executor(root, judgments, anomalies=None):
     return output
 
 
+@pytest.mark.slow
 def test_executor_writes_ranking_examples(tmp_path):
     output = _run_executor(str(tmp_path), [_ser(job_id="j1", cv_id="c2", relevance=2),
                                            _ser(job_id="j1", cv_id="c1", relevance=1)])
@@ -312,6 +279,7 @@ def test_executor_writes_ranking_examples(tmp_path):
     assert _values(j2, "judged_cv_ids") == [] and _values(j2, "judged_relevance") == []
 
 
+@pytest.mark.slow
 def test_executor_raises_on_cross_reference_problems(tmp_path):
     unknown = [_ser(job_id="j1", cv_id=f"cv-{k:02d}", relevance=1) for k in range(12, 0, -1)]
     with pytest.raises(DataValidationError) as raised:
@@ -324,6 +292,7 @@ def test_executor_raises_on_cross_reference_problems(tmp_path):
         in message
 
 
+@pytest.mark.slow
 def test_executor_raises_on_anomalies(tmp_path):
     anomalies = anomalies_pb2.Anomalies()
     info = anomalies.anomaly_info["text"]
@@ -358,22 +327,29 @@ def test_report_reads_text_anomalies_files(tmp_path):
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
     """One run of the validation half over the valid tiny dataset (shared by the tests below)."""
-    workdir = str(tmp_path_factory.mktemp("baseline"))
-    runner.run_pipeline(validation_pipeline(TINY, workdir))
-    (uri,) = glob.glob(os.path.join(workdir, "root", "DataCheck", "ranking_examples", "*"))
-    store = mlmd.sqlite_store(os.path.join(workdir, "metadata.sqlite"))
-    (mlmd_artifact,) = store.get_artifacts_by_uri(uri)
+    config = validation_config(TINY, str(tmp_path_factory.mktemp("baseline")))
+    run_id = run_validation(config, "baseline")
+    store = mlmd.sqlite_store(config.metadata_path)
+    (mlmd_artifact,) = mlmd.run_node_outputs(store, config.pipeline_name, run_id,
+                                             "DataCheck")["ranking_examples"]
     artifact = standard_artifacts.Examples()
     artifact.set_mlmd_artifact(mlmd_artifact)
-    return {"workdir": workdir, "artifact": artifact}
+    return {"config": config, "states": mlmd.run_node_states(store, config.pipeline_name, run_id),
+            "artifact": artifact}
+
+
+@pytest.mark.slow
+def test_only_the_validation_half_runs(baseline):
+    assert baseline["states"] == {node: "COMPLETE" for node in VALIDATION_NODES}
+    assert sorted(os.listdir(baseline["config"].pipeline_root)) == sorted(VALIDATION_NODES)
 
 
 @pytest.mark.slow
 def test_valid_tiny_dataset_has_no_anomalies(baseline):
-    split_dirs = glob.glob(os.path.join(baseline["workdir"], "root", "*_example_validator",
-                                        "anomalies", "*", "Split-*"))
-    names = sorted(os.path.relpath(d, os.path.join(baseline["workdir"], "root")).split(os.sep)[0]
-                   + "/" + os.path.basename(d) for d in split_dirs)
+    root = baseline["config"].pipeline_root
+    split_dirs = glob.glob(os.path.join(root, "*_example_validator", "anomalies", "*", "Split-*"))
+    names = sorted(os.path.relpath(d, root).split(os.sep)[0] + "/" + os.path.basename(d)
+                   for d in split_dirs)
     assert names == ["jobs_example_validator/Split-eval", "jobs_example_validator/Split-test",
                      "judgments_example_validator/Split-all",
                      "texts_example_validator/Split-corpus", "texts_example_validator/Split-cvs"]
@@ -397,7 +373,8 @@ def test_ranking_examples_artifact(baseline):
 
     by_split = {s: _read_examples(artifact_utils.get_split_uri([artifact], s))
                 for s in ("eval", "test")}
-    assert all(by_split.values()), "both splits hold jobs"
+    # jobs_example_gen splits the 16 jobs by a hash of job_id: 6 in eval, 10 in test.
+    assert {s: len(examples) for s, examples in by_split.items()} == {"eval": 6, "test": 10}
     jobs = [e for examples in by_split.values() for e in examples]
     ids = [_values(e, "job_id")[0] for e in jobs]
     assert len(ids) == 16 and len(set(ids)) == 16
@@ -452,49 +429,74 @@ def _duplicate_row(row):
 BAD_CASES = {
     # case: ([(file, edit), ...], (schema anomalies, kinds of cross-reference problems),
     #        substrings the report must contain)
-    "a_cvs_without_text_column": (
-        [("cvs/cvs.csv", _drop_column("text"))], (1, 1),
-        ["cvs (split cvs): feature 'text': Column dropped", "[SCHEMA_MISSING_COLUMN]",
-         "cvs: text: empty text (cv_id shown): 48 found: cv-000001, cv-000002"]),
-    "b_empty_cv_text": (
+    "empty_cv_text": (
         [("cvs/cvs.csv", _set_cell(5, "text", ""))], (1, 1),
-        ["cvs (split cvs): feature 'text': Missing values",
+        ["cvs (split cvs): feature 'text': Missing values", "[FEATURE_TYPE_LOW_NUMBER_VALUES]",
          "cvs: text: empty text (cv_id shown): 1 found: cv-000005"]),
-    "c_unknown_cv_id_and_job_id": (
+    "unknown_cv_id_and_job_id": (
         [("judgments/judgments.csv", _append(["13-1071.00", "cv-999999", "1"])),
          ("judgments/judgments.csv", _append(["99-9999.00", "cv-000001", "1"]))], (0, 2),
         ["judgments: cv_id: not among the CVs (cvs/*.csv): 1 found: cv-999999 (in 1 judgment)",
          "judgments: job_id: not among the jobs (jobs/*.csv): 1 found: "
          "99-9999.00 (in 1 judgment)"]),
-    "d_relevance_3": (
+    "relevance_3": (
         [("judgments/judgments.csv", _set_cell(1, "relevance", "3"))], (1, 1),
-        ["judgments (split all): feature 'relevance': Out-of-range values",
+        ["judgments (split all): feature 'relevance': Out-of-range values", "[INT_TYPE_BIG_INT]",
          "judgments: relevance: not one of 0, 1, 2: 1 found: "
          "job_id 13-1071.00, cv_id cv-000001: relevance 3"]),
-    "e_duplicate_cv_id": (
+    "duplicate_cv_id": (
         [("cvs/cvs.csv", _duplicate_row(3))], (0, 1),
         ["cvs: cv_id: duplicate cv_id: 1 found: cv-000003 (2 rows)"]),
 }
+
+
+def _bad_dataset(tmp_path, edits) -> str:
+    """The tiny dataset without its corpus (optional; dropping it keeps the runs short), edited."""
+    data = tmp_path / "data"
+    shutil.copytree(TINY, data)
+    shutil.rmtree(data / "corpus")
+    for path, edit in edits:
+        _rewrite(str(data / path), edit)
+    return str(data)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_bad_data_fails_the_run_with_a_report(case, tmp_path):
     edits, (n_anomalies, n_problems), expected = BAD_CASES[case]
-    data = tmp_path / "data"
-    shutil.copytree(TINY, data)
-    shutil.rmtree(data / "corpus")  # the corpus is optional; dropping it keeps the runs short
-    for path, edit in edits:
-        _rewrite(str(data / path), edit)
+    config = validation_config(_bad_dataset(tmp_path, edits), str(tmp_path / "work"))
     with pytest.raises(DataValidationError) as raised:
-        runner.run_pipeline(validation_pipeline(str(data), str(tmp_path / "work")))
+        run_validation(config, case)
     message = str(raised.value)
     assert (f"(schema anomalies: {n_anomalies}, kinds of cross-reference problems: "
             f"{n_problems})") in message, message
     for text in expected:
         assert text in message, f"{text!r} not in the report:\n{message}"
+    store = mlmd.sqlite_store(config.metadata_path)
+    # The files themselves are fine: every node before DataCheck completes, DataCheck fails.
+    assert mlmd.run_node_states(store, config.pipeline_name, case) == {
+        **{node: "COMPLETE" for node in VALIDATION_NODES[:-1]}, "DataCheck": "FAILED"}
     # Nothing downstream may read a half-checked output: the failed execution publishes nothing.
-    store = mlmd.sqlite_store(str(tmp_path / "work" / "metadata.sqlite"))
+    assert mlmd.run_node_outputs(store, config.pipeline_name, case, "DataCheck") == {}
     published = [a.uri for a in store.get_artifacts_by_type("Examples")
                  if "/DataCheck/" in a.uri and a.state == a.LIVE]
-    assert not published
+    assert published == []
+
+
+@pytest.mark.slow
+def test_cvs_without_text_column_stops_the_run_at_file_check(tmp_path):
+    data = _bad_dataset(tmp_path, [("cvs/cvs.csv", _drop_column("text"))])
+    config = validation_config(data, str(tmp_path / "work"))
+    with pytest.raises(InputFileError) as raised:
+        run_validation(config, "no-text-column")
+    cvs = os.path.join(data, "cvs", "cvs.csv")
+    assert str(raised.value) == (
+        "the input files have problems (1 problem):\n"
+        f"  - {cvs}, line 1: missing column 'text' (the header is 'cv_id'; cvs files have "
+        "cv_id,text)")
+    # FileCheck failed and nothing after it ran: no ExampleGen, no validation, no DataCheck.
+    store = mlmd.sqlite_store(config.metadata_path)
+    assert mlmd.run_node_states(store, config.pipeline_name, "no-text-column") == {
+        "FileCheck": "FAILED"}
+    assert [e.last_known_state for e in store.get_executions()] == [metadata_store_pb2.Execution.FAILED]
+    assert store.get_artifacts_by_type("Examples") == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 
 import numpy as np
 import pytest
@@ -237,11 +238,11 @@ def test_no_cells_or_no_epochs_leave_the_initial_values():
 
 
 def test_invalid_inputs_are_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape("ids must lie in [0, 5)")):
         train_glove([0, 5], [1, 1], [1.0, 1.0], 5, GloveConfig(dim=2, epochs=1))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^i, j and x must be 1-D arrays of equal length$"):
         train_glove([0, 1], [1], [1.0, 1.0], 5, GloveConfig(dim=2, epochs=1))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape("vectors must be one of ('W+W_tilde', 'W'), got 'W_tilde'")):
         GloveConfig(vectors="W_tilde")
 
 
@@ -282,7 +283,8 @@ def test_shard_reader_round_trip(tmp_path):
 
 
 def test_shard_reader_rejects_bad_artifacts(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"no co-occurrence shards under {tmp_path / 'missing' / 'matrix'}")):
         read_cooccurrence_shards(str(tmp_path / "missing"))
     write_shards(str(tmp_path / "ragged"), [[([0, 1], [1], [1.0, 2.0])]])
     with pytest.raises(ValueError, match="differ in length"):
@@ -308,9 +310,9 @@ def test_glove_text_round_trip(tmp_path):
     got_words, got = load_glove_text(path)
     assert got_words == words
     np.testing.assert_allclose(got, vectors, atol=5e-7)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^word 'two words' is empty or contains whitespace$"):
         save_glove_text(path, ["two words"], vectors[:1])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape("2 words for vectors of shape (5, 7)")):
         save_glove_text(path, words[:2], vectors)
 
 

@@ -1,10 +1,14 @@
 """Tests of the ranking metrics: NumPy functions (evaluation.ranking) and TFMA metrics
-(evaluation.tfma_metrics) in Beam and in a whole tfma.run_model_analysis."""
+(evaluation.tfma_metrics) in Beam and in a whole tfma.run_model_analysis.
+
+The NumPy metrics, the metric configurations and a combiner called directly are unit tests; the
+combiners in a Beam pipeline and tfma.run_model_analysis (TFMA on Beam) are slow."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
 import apache_beam as beam
 import numpy as np
@@ -103,10 +107,14 @@ def test_precision_and_recall_at_k_by_hand():
     assert math.isnan(ranking.recall_at_k(np.zeros(10), scores, k=5))
 
 
-@pytest.mark.parametrize("bad", [{"k": 0}, {"k": 2.5}, {"relevance_threshold": 0}])
-def test_invalid_arguments(bad):
+@pytest.mark.parametrize("bad, message", [
+    ({"k": 0}, "k must be a positive integer, got 0"),
+    ({"k": 2.5}, "k must be a positive integer, got 2.5"),
+    ({"relevance_threshold": 0}, "relevance_threshold must be > 0, got 0"),
+])
+def test_invalid_arguments(bad, message):
     kwargs = {"k": 3, "relevance_threshold": 1, **bad}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         ranking.precision_at_k([1, 0, 0], [0.3, 0.2, 0.1], **kwargs)
 
 
@@ -228,16 +236,22 @@ def test_helper_configs_and_thresholds_key_by_metric_name():
 
 
 @pytest.mark.parametrize(
-    "extra",
+    "extra, message",
     [
-        {"binarize": config_pb2.BinarizationOptions(top_k_list={"values": [5]})},
-        {"aggregate": config_pb2.AggregationOptions(micro_average=True)},
-        {"query_key": "job_id"},
+        ({"binarize": config_pb2.BinarizationOptions(top_k_list={"values": [5]})},
+         "ranking metric 'map' takes no sub keys (got topK:5); put it in a MetricsSpec without "
+         "binarize/aggregate and set its cutoff with the metric's top_k config"),
+        ({"aggregate": config_pb2.AggregationOptions(micro_average=True)},
+         "ranking metric 'map' does not support MetricsSpec.aggregate; use a separate MetricsSpec"),
+        ({"query_key": "job_id"},
+         "ranking metric 'map' expects one example per job holding the scores of all CVs; remove "
+         "MetricsSpec.query_key ('job_id')"),
     ],
+    ids=["binarize", "aggregate", "query_key"],
 )
-def test_spec_options_without_meaning_are_rejected(extra):
+def test_spec_options_without_meaning_are_rejected(extra, message):
     spec = _spec(config_pb2.MetricConfig(class_name="MeanAveragePrecision", module=MODULE), **extra)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         metric_specs.to_computations([spec], config_pb2.EvalConfig())
 
 
@@ -310,6 +324,7 @@ def _run_combiners(metrics, example_weighted, expected):
         beam_util.assert_that(outputs | beam.Flatten(), check)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example_weighted", [False, True])
 def test_combiners_in_beam_match_numpy(example_weighted):
     metrics = [

@@ -37,7 +37,7 @@ def test_relevance_matrix_aligns_to_index_and_counts_unknown_cvs():
 
 
 def test_relevance_matrix_rejects_ragged_judgments():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^job 0: 1 judged CV ids but 2 relevance values$"):
         bench.relevance_matrix([["cv-1"]], [[1, 2]], ["cv-1"])
 
 

@@ -3,9 +3,13 @@ as ML Metadata's execution states show."""
 
 import csv
 
+import pytest
+
 from config import PipelineConfig
 from orchestration import mlmd, runner
 from pipeline.smoke import create_smoke_pipeline, smoke_metadata_path, smoke_nodes
+
+pytestmark = pytest.mark.slow  # runs a real TFX pipeline (CsvExampleGen, StatisticsGen, SchemaGen)
 
 
 def _write_rows(path, n=24):
