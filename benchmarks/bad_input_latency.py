@@ -62,7 +62,7 @@ CASES = {
 
 
 def _snapshot(config: PipelineConfig):
-    from orchestration import mlmd
+    from metadata import mlmd
 
     versions = sorted(os.listdir(config.serving_dir)) if os.path.isdir(config.serving_dir) else []
     executions = []

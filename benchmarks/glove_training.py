@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
 
-from trainer.glove import GloveConfig, glove_c_cost, read_cooccurrence_shards, train_glove  # noqa: E402
+from components.glove_trainer.cooccurrence_reader import read_cooccurrence_shards  # noqa: E402
+from trainer.glove import GloveConfig, glove_c_cost, train_glove  # noqa: E402
 
 
 def synthetic_matrix(vocab: int, nonzeros: int, seed: int = 0, topics: int = 50):

@@ -183,13 +183,13 @@ def _value(v):
 
 
 def _succeeded(execution) -> bool:
-    from orchestration import mlmd
+    from metadata import mlmd
 
     return execution.last_known_state in (mlmd.Execution.COMPLETE, mlmd.Execution.CACHED)
 
 
 def _live(artifacts) -> list:
-    from orchestration import mlmd
+    from metadata import mlmd
 
     return [a for a in artifacts if a.state == mlmd.Artifact.LIVE]
 
@@ -215,7 +215,7 @@ def find_run_artifacts(store, pipeline_name: str) -> RunArtifacts:
     """Chooses the model (latest pushed, else newest GloveTrainer Model), follows its GloveTrainer
     execution to the Transform graph and CV examples it consumed, and takes DataCheck's newest
     `ranking_examples`. Raises LookupError when a piece is missing."""
-    from orchestration import mlmd
+    from metadata import mlmd
 
     notes: List[str] = []
     trainer_execs = [e for e in mlmd.node_executions(store, pipeline_name, "GloveTrainer") if _succeeded(e)]
@@ -406,7 +406,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from serving.model import build_model
     from components.glove_trainer.executor import read_cvs
-    from orchestration import mlmd
+    from metadata import mlmd
 
     timings["imports"] = time.perf_counter() - t0
 

@@ -73,7 +73,8 @@ def _run_quietly(args: argparse.Namespace, config, build, report) -> int:
     with RunOutput(log_path, verbose=args.verbose) as out:
         import logging
 
-        from orchestration import mlmd, runner
+        from metadata import mlmd
+        from orchestration import runner
 
         pipeline = order = None
 
@@ -134,7 +135,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
         return create_smoke_pipeline(default_smoke_csv_dir(config), config)
 
     def report(run_id, order):
-        from orchestration import mlmd
+        from metadata import mlmd
         from pipeline.smoke import smoke_metadata_path
 
         states = mlmd.run_node_states(mlmd.sqlite_store(smoke_metadata_path(config)),

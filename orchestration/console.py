@@ -75,10 +75,14 @@ class RunOutput:
         sys.stderr.flush()
         os.dup2(self._saved[0], 1)
         os.dup2(self._saved[1], 2)  # closes the pipe's last write end: the tee thread sees EOF
-        for fd in self._saved:
-            os.close(fd)
+        tee_done = True
         if self._tee is not None:
-            self._tee.join(timeout=5)
+            # It copies until every writer is gone; a child process still holding the pipe keeps it going.
+            self._tee.join(timeout=10)
+            tee_done = not self._tee.is_alive()
+        os.close(self._saved[0])
+        if tee_done:  # otherwise the tee thread still writes to it
+            os.close(self._saved[1])
         self.console.close()
 
 

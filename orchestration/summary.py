@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Tuple
 
-from orchestration import mlmd
+from metadata import mlmd
 
 SliceName = str
 

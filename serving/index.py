@@ -26,7 +26,7 @@ from typing import List
 
 import numpy as np
 
-from orchestration import mlmd
+from metadata import mlmd
 from serving.cv_files import Cv, cv_file_paths, read_cv_files
 from serving.versions import versions_on_disk
 

@@ -77,7 +77,7 @@ def test_dag_tasks_match_compiled_pipelines(tmp_path):
 def test_smoke_dag_run_executes_every_node(airflow_env, tmp_path):
     """A real `airflow dags test` run with a conf: each task launches its TFX node in the TFX env."""
     from tests.test_smoke_pipeline import _write_rows
-    from orchestration import mlmd
+    from metadata import mlmd
     from pipeline.smoke import smoke_metadata_path
 
     _write_rows(tmp_path / "data" / "jobs" / "rows.csv")

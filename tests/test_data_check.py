@@ -29,7 +29,8 @@ from components.data_check import DataValidationError
 from components.data_check import checks, report
 from config import PROJECT_ROOT, PipelineConfig
 from dataset.files import InputFileError
-from orchestration import mlmd, runner
+from metadata import mlmd
+from orchestration import runner
 from pipeline.pipeline import create_pipeline
 
 TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")

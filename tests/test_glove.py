@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.cooccurrence_reader import read_cooccurrence_shards
+from components.glove_trainer.cooccurrence_reader import read_cooccurrence_shards
 from trainer.glove import (
     EpochLogger,
     GloveConfig,

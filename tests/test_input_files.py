@@ -506,7 +506,8 @@ def run_files_pipeline(data_dir: str, workdir: str, run_id: str) -> dict:
     import tensorflow as tf
     from tfx.types import artifact_utils, standard_artifacts
 
-    from orchestration import mlmd, runner
+    from metadata import mlmd
+    from orchestration import runner
 
     runner.run_pipeline(files_pipeline(data_dir, workdir), run_id=run_id)
     store = mlmd.sqlite_store(os.path.join(workdir, "metadata.sqlite"))
@@ -629,7 +630,8 @@ def test_file_check_artifact(plain_and_bom_crlf_runs):
 
 @pytest.mark.slow
 def test_bad_byte_fails_file_check_and_writes_no_examples(tmp_path):
-    from orchestration import mlmd, runner
+    from metadata import mlmd
+    from orchestration import runner
 
     data = copy_tiny(tmp_path / "data", bom_crlf=True)
     jobs = os.path.join(data, "jobs", "jobs.csv")

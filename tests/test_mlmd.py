@@ -1,4 +1,4 @@
-"""orchestration.mlmd against a real SQLite ML Metadata store, on a small graph recorded the way TFX records
+"""metadata.mlmd against a real SQLite ML Metadata store, on a small graph recorded the way TFX records
 a pipeline: "pipeline", "pipeline_run" and "node" contexts, node contexts named "<pipeline>.<node id>",
 INPUT/OUTPUT events with [key, index] paths.
 
@@ -19,7 +19,7 @@ import pytest
 from ml_metadata import errors
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from orchestration import mlmd
+from metadata import mlmd
 
 PIPELINE = "p"
 

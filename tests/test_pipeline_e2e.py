@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from config import PROJECT_ROOT, PipelineConfig
-from orchestration import mlmd, runner
+from metadata import mlmd
+from orchestration import runner
 from pipeline.pipeline import create_pipeline
 from orchestration.summary import summarize
 from ml_metadata.proto import metadata_store_pb2

@@ -1,12 +1,13 @@
 """The runtime's TFX stack imports and ML Metadata works on SQLite."""
 
 import importlib
+import os
 
 import pytest
 
 from ml_metadata.proto import metadata_store_pb2
 
-from orchestration import mlmd
+from metadata import mlmd
 
 
 @pytest.mark.parametrize(
@@ -40,3 +41,18 @@ def test_mlmd_sqlite_store_roundtrip(tmp_path):
     assert got.uri == "/tmp/x"
     assert got.properties["size"].int_value == 7
     assert [a.id for a in reopened.get_artifacts_by_type("Probe")] == [artifact_id]
+
+
+def test_tensorflow_is_the_cpu_build_and_imports_silently():
+    """The runtime installs tensorflow-cpu: importing TensorFlow and running an op probes no GPU driver, so
+    it writes nothing to stderr."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import tensorflow as tf; tf.constant(1) + 1; print(tf.test.is_built_with_cuda())"],
+        capture_output=True, text=True, timeout=120, env={k: v for k, v in os.environ.items()
+                                                          if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "False\n"
+    assert result.stderr == ""

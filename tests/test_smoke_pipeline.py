@@ -6,7 +6,8 @@ import csv
 import pytest
 
 from config import PipelineConfig
-from orchestration import mlmd, runner
+from metadata import mlmd
+from orchestration import runner
 from pipeline.smoke import create_smoke_pipeline, smoke_metadata_path, smoke_nodes
 
 pytestmark = pytest.mark.slow  # runs a real TFX pipeline (CsvExampleGen, StatisticsGen, SchemaGen)

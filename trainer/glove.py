@@ -54,7 +54,6 @@ import numpy as np
 import tensorflow as tf
 
 from config import default
-from trainer.cooccurrence_reader import read_cooccurrence_shards  # noqa: F401  (re-exported)
 
 _log = logging.getLogger(__name__)
 # EpochLogger's default output: `cvrank run` shows this logger's records as the node's progress.

@@ -17,7 +17,7 @@ from tfx.utils import path_utils
 from components.glove_trainer import spec
 from serving.model import build_model, save_model
 from trainer import glove
-from trainer.cooccurrence_reader import read_cooccurrence_shards
+from components.glove_trainer.cooccurrence_reader import read_cooccurrence_shards
 from transform import contract
 
 VECTORS_FILE = "word_vectors.txt"
