@@ -44,8 +44,8 @@ def test_mlmd_sqlite_store_roundtrip(tmp_path):
 
 
 def test_tensorflow_is_the_cpu_build_and_imports_silently():
-    """The runtime installs tensorflow-cpu: importing TensorFlow and running an op probes no GPU driver, so
-    it writes nothing to stderr."""
+    """The runtime installs tensorflow-cpu: importing TensorFlow and running an op probes no GPU driver (the
+    CUDA build logs `Could not find cuda drivers` and `failed call to cuInit` here)."""
     import subprocess
     import sys
 
@@ -55,4 +55,4 @@ def test_tensorflow_is_the_cpu_build_and_imports_silently():
                                                           if k != "TF_CPP_MIN_LOG_LEVEL"})
     assert result.returncode == 0, result.stderr
     assert result.stdout == "False\n"
-    assert result.stderr == ""
+    assert "cuda" not in result.stderr.lower(), result.stderr
