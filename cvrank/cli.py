@@ -60,8 +60,8 @@ def _error_text(err: BaseException) -> str:
 
 def _run_quietly(args: argparse.Namespace, config, build, report) -> int:
     """Runs the pipeline `build()` returns with one console line per node; everything else goes to the
-    run's log file. `report(run_id, node_order)` gives the text printed after the run. Exit code 1 when a
-    node fails."""
+    run's log file. `report(metadata_path, pipeline_name, run_id, node_order)` gives the text printed
+    after the run. Exit code 1 when a node fails."""
     from orchestration.console import RunOutput
     from orchestration.runs import new_run_id, run_log_path
 
@@ -76,20 +76,25 @@ def _run_quietly(args: argparse.Namespace, config, build, report) -> int:
         from metadata import mlmd
         from orchestration import runner
 
-        pipeline = order = None
+        pipeline = order = store = None
 
         class Listener(runner.NodeListener):
             def node_started(self, node_id, index, total):
                 out.progress.started(index, total, node_id)
 
             def node_finished(self, node_id, seconds, error):
-                state = "FAILED" if error is not None else mlmd.run_node_states(
-                    mlmd.sqlite_store(pipeline.metadata_connection_config.sqlite.filename_uri),
-                    pipeline.pipeline_info.pipeline_name, run_id).get(node_id, "NOT RECORDED")
+                nonlocal store
+                if error is not None:
+                    state = "FAILED"
+                else:  # the first node creates the store; it is opened once
+                    store = store or mlmd.sqlite_store(metadata_path)
+                    state = mlmd.run_node_states(store, pipeline_name, run_id).get(node_id, "NOT RECORDED")
                 out.progress.finished(seconds, state)
 
         try:
             pipeline = build()
+            metadata_path = pipeline.metadata_connection_config.sqlite.filename_uri
+            pipeline_name = pipeline.pipeline_info.pipeline_name
             order = runner.node_ids(runner.compile_pipeline(pipeline))
             runner.run_pipeline(pipeline, run_id=run_id, listener=Listener())
         except Exception as err:  # the failing node is recorded in ML Metadata; report it and stop
@@ -97,7 +102,7 @@ def _run_quietly(args: argparse.Namespace, config, build, report) -> int:
             logging.exception("cvrank: run %s failed", run_id)
         if order is not None:
             try:
-                out.console.write(report(run_id, order) + "\n")
+                out.console.write(report(metadata_path, pipeline_name, run_id, order) + "\n")
             except Exception:  # a report is not worth hiding the run's own error
                 logging.exception("cvrank: no summary for run %s", run_id)
     if failed is not None:
@@ -117,10 +122,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         return create_pipeline(config)
 
-    def report(run_id, order):
+    def report(metadata_path, pipeline_name, run_id, order):
         from orchestration.summary import summarize
 
-        return summarize(config.metadata_path, config.pipeline_name, run_id, order).format()
+        return summarize(metadata_path, pipeline_name, run_id, order).format()
 
     return _run_quietly(args, config, build, report)
 
@@ -134,12 +139,10 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 
         return create_smoke_pipeline(default_smoke_csv_dir(config), config)
 
-    def report(run_id, order):
+    def report(metadata_path, pipeline_name, run_id, order):
         from metadata import mlmd
-        from pipeline.smoke import smoke_metadata_path
 
-        states = mlmd.run_node_states(mlmd.sqlite_store(smoke_metadata_path(config)),
-                                      f"{config.pipeline_name}-smoke", run_id)
+        states = mlmd.run_node_states(mlmd.sqlite_store(metadata_path), pipeline_name, run_id)
         return "\n".join(f"  {node:<16} {states.get(node, 'NOT RUN')}" for node in order)
 
     return _run_quietly(args, config, build, report)

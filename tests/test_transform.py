@@ -18,7 +18,7 @@ import tensorflow_transform.beam as tft_beam
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from transform import preprocessing
+from transform import contract, preprocessing
 from transform.tokenizer import tokenize
 
 
@@ -163,13 +163,13 @@ def test_vocab_params_defaults_and_validation():
     tf.sparse.from_dense(tf.constant([["a", "b"], ["c", ""]])),
     tf.ragged.constant([["a b"], ["c"]]),
 ], ids=["dense", "dense_batch_1", "sparse", "ragged"])
-def test_documents_accepts_every_text_layout(raw):
-    assert [d.split() for d in preprocessing.documents(raw).numpy().tolist()] == [[b"a", b"b"], [b"c"]]
+def test_join_text_accepts_every_text_layout(raw):
+    assert [d.split() for d in contract.join_text(raw).numpy().tolist()] == [[b"a", b"b"], [b"c"]]
 
 
-def test_documents_sparse_example_without_value_is_empty():
+def test_join_text_sparse_example_without_value_is_empty():
     sparse = tf.SparseTensor(indices=[[1, 0]], values=["x"], dense_shape=[3, 1])
-    assert preprocessing.documents(sparse).numpy().tolist() == [b"", b"x", b""]
+    assert contract.join_text(sparse).numpy().tolist() == [b"", b"x", b""]
 
 
 # Tokens and counts: developer 5, c# 3, and 3, python 2, sql 2; java, with, go, rust, .net once.

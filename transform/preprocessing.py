@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-import tensorflow as tf
 import tensorflow_transform as tft
 
 from config import default
@@ -64,11 +63,6 @@ def vocab_params(custom_config: Optional[Mapping[str, Any]]) -> tuple[int, Optio
     return min_count, max_size
 
 
-def documents(text) -> tf.Tensor:
-    """Turns the raw `text` feature (see the module docstring) into a string Tensor [batch]."""
-    return join_text(text)
-
-
 def preprocessing_fn(inputs: Mapping[str, Any],
                      custom_config: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """Maps raw `text` to `token_ids` through the vocabulary `vocab` (module docstring).
@@ -76,7 +70,7 @@ def preprocessing_fn(inputs: Mapping[str, Any],
     Features other than `text` are ignored and not passed through.
     """
     min_count, max_size = vocab_params(custom_config)
-    tokens = tokenize(documents(inputs[TEXT_KEY]))
+    tokens = tokenize(join_text(inputs[TEXT_KEY]))
     token_ids = tft.compute_and_apply_vocabulary(
         tokens,
         default_value=OOV_ID,
