@@ -30,7 +30,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_ROOT)
 
 from config import PipelineConfig  # noqa: E402
-from serving.versions import versions_on_disk  # noqa: E402
+from serving.base_path import versions_on_disk  # noqa: E402
 from tests.serving_support import ServerProcess  # noqa: E402
 
 

@@ -125,7 +125,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     def report(metadata_path, pipeline_name, run_id, order):
         from orchestration.summary import summarize
 
-        return summarize(metadata_path, pipeline_name, run_id, order).format()
+        return summarize(metadata_path, pipeline_name, run_id, order, config.serving_dir).format()
 
     return _run_quietly(args, config, build, report)
 
@@ -248,6 +248,86 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serving_target(args: argparse.Namespace):
+    """(config, model base path, ML Metadata store) of a `cvrank serving` command."""
+    from config import PipelineConfig
+    from metadata import mlmd
+
+    config = PipelineConfig.create({"workspace": args.workspace} if args.workspace else {})
+    base = os.path.abspath(args.model_base_path) if args.model_base_path else config.serving_dir
+    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+    return config, base, mlmd.sqlite_store(config.metadata_path)
+
+
+def _cmd_serving_versions(args: argparse.Namespace) -> int:
+    """Lists every version of the model base path with the run, model, MAP and blessing that made it."""
+    from serving import pushes
+
+    _, base, store = _serving_target(args)
+    rows = pushes.list_versions(store, base)
+    if not rows:
+        print(f"cvrank serving: no versions under {base}")
+        return 0
+    print(f"model base path {base}")
+    print(pushes.format_versions(rows))
+    return 0
+
+
+def _cmd_serving_verify(args: argparse.Namespace) -> int:
+    """Checks every present version against its push record and loads the served one. Exit code 1
+    when the served version is broken."""
+    from serving import pushes
+
+    _, base, store = _serving_target(args)
+    checks = pushes.verify(store, base)
+    if not checks:
+        print(f"cvrank serving verify: no versions under {base}")
+        return 1
+    for k, check in enumerate(checks):
+        role = " (served)" if k == 0 else ""
+        status = f"OK: {check.checked}" if check.ok else f"BROKEN: {'; '.join(check.problems)}"
+        print(f"version {check.version}{role}: {status}")
+    served = checks[0]
+    if served.ok and not args.no_load:
+        from serving.versions import Servable
+
+        try:
+            servable = Servable("check", served.version, served.path)
+        except Exception as err:  # any load failure is the finding itself
+            served.problems.append(f"does not load: {type(err).__name__}: {err}")
+            print(f"version {served.version} (served): BROKEN: does not load: {err}")
+        else:
+            print(f"version {served.version} (served): loads; signatures {', '.join(sorted(servable.signatures))}")
+    if not served.ok:
+        print(pushes.fix_for(checks))
+        return 1
+    return 0
+
+
+def _cmd_serving_rollback(args: argparse.Namespace) -> int:
+    """Makes VERSION the served version (newer ones are set aside); recorded in ML Metadata."""
+    from serving import pushes
+
+    config, base, store = _serving_target(args)
+    try:
+        result = pushes.rollback(store, base, config.pipeline_name, args.version)
+    except pushes.RollbackError as err:
+        print(f"cvrank serving rollback: {err}; nothing changed", file=sys.stderr)
+        return 2
+    if result.served_before == result.served_after:
+        print(f"cvrank serving rollback: version {result.served_after} is already the served version")
+    else:
+        print(f"cvrank serving rollback: version {result.served_after} is served (was "
+              f"{result.served_before if result.served_before is not None else 'none'})")
+    if result.retired:
+        print(f"  set aside: {', '.join(map(str, result.retired))} (restore with "
+              f"`bin/cvrank serving rollback {result.retired[0]}`)")
+    if result.restored:
+        print(f"  restored: {', '.join(map(str, result.restored))}")
+    print(f"  recorded in ML Metadata as execution {result.execution_id} ({pushes.ROLLBACK_EXECUTION_TYPE})")
+    return 0
+
+
 def _add_serving_args(p: argparse.ArgumentParser) -> None:
     """One option per ServingConfig field (`--grpc-port` for grpc_port), described there."""
     from config import ServingConfig
@@ -310,6 +390,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
     p.add_argument("--model-base-path", metavar="DIR", help="model base path (default <workspace>/serving/cvrank)")
     p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("serving", help="the pushed model versions: list, verify, roll back")
+    serving_sub = p.add_subparsers(dest="serving_command", metavar="SUBCOMMAND")
+    serving_sub.required = True
+    for name, func, text in (
+            ("versions", _cmd_serving_versions, "list the versions with the run, model, MAP and blessing of each"),
+            ("verify", _cmd_serving_verify, "check the versions' files against their push records; load the served one"),
+            ("rollback", _cmd_serving_rollback, "serve an older (or set-aside) version; recorded, reversible")):
+        q = serving_sub.add_parser(name, help=text, description=text)
+        q.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
+        q.add_argument("--model-base-path", metavar="DIR", help="model base path (default <workspace>/serving/cvrank)")
+        q.set_defaults(func=func)
+        if name == "verify":
+            q.add_argument("--no-load", action="store_true", help="check files only; do not load the served version")
+        if name == "rollback":
+            q.add_argument("version", type=int, help="the version to serve")
 
     sub.add_parser(
         "runtime",

@@ -17,9 +17,12 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.orchestration.portable import launcher, runtime_parameter_utils
 from tfx.orchestration.local import runner_utils
 from tfx.dsl.compiler.constants import PIPELINE_RUN_ID_PARAMETER_NAME
+from google.protobuf import json_format
+from tfx.proto import pusher_pb2
 from tfx.proto.orchestration import pipeline_pb2
 
 from orchestration.runs import new_run_id
+from serving import pushes
 
 
 def compile_pipeline(pipeline: tfx_pipeline.Pipeline) -> pipeline_pb2.Pipeline:
@@ -55,16 +58,40 @@ def launch_node(bound_ir: pipeline_pb2.Pipeline, node_id: str) -> None:
         pipeline_node = node.pipeline_node
         if pipeline_node.node_info.id != node_id:
             continue
-        launcher.Launcher(
-            pipeline_node=pipeline_node,
-            mlmd_connection=metadata.Metadata(connection_config),
-            pipeline_info=bound_ir.pipeline_info,
-            pipeline_runtime_spec=bound_ir.runtime_spec,
-            executor_spec=runner_utils.extract_executor_spec(deployment_config, node_id),
-            custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment_config, node_id),
-        ).launch()
+        try:
+            launcher.Launcher(
+                pipeline_node=pipeline_node,
+                mlmd_connection=metadata.Metadata(connection_config),
+                pipeline_info=bound_ir.pipeline_info,
+                pipeline_runtime_spec=bound_ir.runtime_spec,
+                executor_spec=runner_utils.extract_executor_spec(deployment_config, node_id),
+                custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment_config, node_id),
+            ).launch()
+        finally:
+            _publish_recorded_pushes(pipeline_node, connection_config)
         return
     raise KeyError(f"pipeline {bound_ir.pipeline_info.id} has no node {node_id!r}")
+
+
+def push_base_path(pipeline_node) -> Optional[str]:
+    """The model base path of a node with a filesystem `push_destination` parameter (a Pusher), or None."""
+    parameter = pipeline_node.parameters.parameters.get("push_destination")
+    if parameter is None or not parameter.field_value.string_value:
+        return None
+    destination = json_format.Parse(parameter.field_value.string_value, pusher_pb2.PushDestination())
+    return destination.filesystem.base_directory or None
+
+
+def _publish_recorded_pushes(pipeline_node, connection_config) -> None:
+    # A Pusher only stages its version; it becomes visible once the launcher has committed the record,
+    # and a staged version whose record never made it is removed (serving/pushes.py).
+    base = push_base_path(pipeline_node)
+    if base is None:
+        return
+    from ml_metadata import metadata_store
+
+    for note in pushes.reconcile(metadata_store.MetadataStore(connection_config), base):
+        logging.info("cvrank: %s", note)
 
 
 class NodeListener:

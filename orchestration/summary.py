@@ -1,13 +1,17 @@
-"""The summary printed after a pipeline run: node states, ranking metrics per slice, blessing, push."""
+"""The summary printed after a pipeline run: ranking metrics per slice, blessing, what was pushed, what
+is served and whether it is intact, data warnings and recovered leftovers of earlier runs."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Dict, List, Optional, Tuple
 
+from evaluation.results import OVERALL, SliceName, load_slice_metrics
 from metadata import mlmd
+from serving import pushes
 
-SliceName = str
+WARNINGS_PROPERTY = "warnings"  # JSON list of sentences on an output artifact (FileCheck, DataCheck)
 
 
 @dataclasses.dataclass
@@ -16,65 +20,67 @@ class RunSummary:
     node_states: List[Tuple[str, str]]
     metrics: Dict[SliceName, Dict[str, float]]
     blessed: Optional[bool]
-    pushed_version: Optional[str]
+    pushed_version: Optional[str]  # the version this run's Pusher recorded (None: nothing pushed)
     model_uri: Optional[str]
+    push: str = ""  # what the Pusher did, as a sentence
+    served: str = ""  # which version is served and whether its files are intact
+    warnings: List[str] = dataclasses.field(default_factory=list)
+    notes: List[str] = dataclasses.field(default_factory=list)  # e.g. recovery done before the run
 
     def format(self) -> str:
         # Node states are shown as the nodes run (orchestration/console.py); `node_states` keeps them.
         lines = [f"run {self.run_id}"]
+        lines += [f"recovered: {note}" for note in self.notes]
         if self.metrics:
             names = ["map", "ndcg@10", "precision@10", "recall@100", "example_count"]
             lines.append("evaluation (eval jobs, every job ranked against every CV):")
             lines.append(f"  {'slice':<34}" + "".join(f"{n:>14}" for n in names))
-            for slice_name in sorted(self.metrics, key=lambda s: (s != "Overall", s)):
+            for slice_name in sorted(self.metrics, key=lambda s: (s != OVERALL, s)):
                 values = self.metrics[slice_name]
                 lines.append(f"  {slice_name:<34}" + "".join(
                     f"{values[n]:>14.4f}" if isinstance(values.get(n), float) else f"{'-':>14}" for n in names))
+        lines += [f"warning: {w}" for w in self.warnings]
         if self.blessed is not None:
             lines.append(f"blessed: {'yes' if self.blessed else 'no'}")
-        pusher_cached = dict(self.node_states).get("Pusher") == "CACHED"
-        if self.pushed_version and pusher_cached:
-            lines.append(f"pushed version: {self.pushed_version} (unchanged: pushed by an earlier run)")
-        else:
-            lines.append(f"pushed version: {self.pushed_version or 'none (previous version stays)'}")
+        if self.push:
+            lines.append(f"push: {self.push}")
+        if self.served:
+            lines.append(self.served)
         if self.model_uri:
             lines.append(f"model: {self.model_uri}")
         return "\n".join(lines)
 
 
-def _slice_name(slice_key) -> SliceName:
-    if not slice_key.single_slice_keys:
-        return "Overall"
-    parts = []
-    for k in slice_key.single_slice_keys:
-        value = k.WhichOneof("kind")
-        v = getattr(k, value)
-        parts.append(f"{k.column}={v.decode() if isinstance(v, bytes) else v}")
-    return ", ".join(parts)
+def _push_sentence(state: Optional[str], pushed, blessed: Optional[bool], pushed_version: Optional[str],
+                   records: Dict[int, pushes.PushRecord]) -> str:
+    if state is None or state == "NOT RUN":
+        return "none: the run stopped before the Pusher"
+    if state == "FAILED":
+        return "FAILED (the error is above and in the log); nothing was published"
+    if state not in ("COMPLETE", "CACHED"):
+        return f"Pusher is {state}; nothing was published"
+    if pushed_version is None:
+        return "none: the model was not blessed" if blessed is False else "none"
+    record = records.get(int(pushed_version))
+    if state == "CACHED":
+        by = f" by run {record.run_id}" if record is not None and record.run_id else ""
+        return f"unchanged: this model was pushed as version {pushed_version}{by}"
+    return f"version {pushed_version}"
 
 
-def load_slice_metrics(evaluation_uri: str) -> Dict[SliceName, Dict[str, float]]:
-    """Candidate-model metric values per slice from an Evaluator output (diffs and baseline omitted)."""
-    import tensorflow_model_analysis as tfma
-
-    result: Dict[SliceName, Dict[str, float]] = {}
-    for per_slice in tfma.load_metrics(evaluation_uri):
-        values = result.setdefault(_slice_name(per_slice.slice_key), {})
-        for kv in per_slice.metric_keys_and_values:
-            if kv.key.is_diff or kv.key.model_name == "baseline":
-                continue
-            if kv.value.HasField("double_value"):
-                values[kv.key.name] = float(kv.value.double_value.value)
-    return result
-
-
-def summarize(metadata_path: str, pipeline_name: str, run_id: str, node_order: List[str]) -> RunSummary:
+def summarize(metadata_path: str, pipeline_name: str, run_id: str, node_order: List[str],
+              serving_dir: Optional[str] = None) -> RunSummary:
+    """The summary of run `run_id` from ML Metadata; with `serving_dir` (the model base path), also
+    which version is served and whether its files match its push record."""
     store = mlmd.sqlite_store(metadata_path)
     states = mlmd.run_node_states(store, pipeline_name, run_id)
     node_states = [(n, states.get(n, "NOT RUN")) for n in node_order]
 
+    def outputs(node: str) -> Dict[str, List[mlmd.Artifact]]:
+        return mlmd.run_node_outputs(store, pipeline_name, run_id, node)
+
     def output(node: str, key: str):
-        arts = mlmd.run_node_outputs(store, pipeline_name, run_id, node).get(key, [])
+        arts = outputs(node).get(key, [])
         return arts[0] if arts else None
 
     evaluation = output("Evaluator", "evaluation")
@@ -88,4 +94,19 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: str, node_order: L
     if pushed is not None and pushed.custom_properties["pushed"].int_value == 1:
         pushed_version = pushed.custom_properties["pushed_version"].string_value
     model = output("GloveTrainer", "model")
-    return RunSummary(run_id, node_states, metrics, blessed, pushed_version, model.uri if model else None)
+
+    warnings: List[str] = []
+    for node in node_order:
+        for artifacts in outputs(node).values():
+            for artifact in artifacts:
+                if WARNINGS_PROPERTY in artifact.custom_properties:
+                    warnings += json.loads(artifact.custom_properties[WARNINGS_PROPERTY].string_value or "[]")
+
+    push = served = ""
+    if "Pusher" in node_order:
+        records = pushes.push_records(store, serving_dir) if serving_dir else {}
+        push = _push_sentence(states.get("Pusher"), pushed, blessed, pushed_version, records)
+    if serving_dir:
+        served = pushes.served_line(pushes.verify(store, serving_dir, until_intact=True))
+    return RunSummary(run_id, node_states, metrics, blessed, pushed_version, model.uri if model else None,
+                      push, served, warnings)

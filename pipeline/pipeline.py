@@ -14,6 +14,7 @@ from components.cooccurrence.component import CooccurrenceGen
 from components.data_check.component import DataCheck
 from components.example_gen.component import DatasetExampleGen
 from components.file_check.component import FileCheck
+from components.pusher.component import Pusher
 from config import PROJECT_ROOT, PipelineConfig
 from pipeline.baseline import previous_blessed_model_resolver
 from pipeline.eval_config import build_eval_config
@@ -132,8 +133,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         examples=data_check.outputs["ranking_examples"], model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"], example_splits=["eval"],
         eval_config=build_eval_config(config))
-    pusher = tfx.components.Pusher(
+    pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        evaluation=evaluator.outputs["evaluation"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
 
@@ -146,6 +148,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     track_sources(trainer, "components/glove_trainer", "trainer", "serving/model.py", "components/cooccurrence",
                   "transform")
     track_sources(evaluator, "evaluation")
+    track_sources(pusher, "components/pusher", "serving/base_path.py", "serving/pushes.py", "evaluation/results.py")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

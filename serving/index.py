@@ -9,8 +9,8 @@ like any push.
 ML Metadata records the update as an execution of type `cvrank.CvIndexUpdate` in the pipeline's context,
 with the source version's PushedModel and the CV files (`cvrank.CvFile`, with a SHA-256 of each) as
 inputs and a new PushedModel (`pushed_version`, `pushed_destination`) as output, so lineage tells which
-model and which CV files a served version holds. The version directory is written under a temporary
-name on the same filesystem and renamed into place only once complete and recorded.
+model and which CV files a served version holds. The version is written under a staging name
+(`serving.base_path`) and renamed into place only once complete and recorded.
 """
 
 from __future__ import annotations
@@ -19,16 +19,14 @@ import dataclasses
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
-import time
 from typing import List
 
 import numpy as np
 
 from metadata import mlmd
+from serving import base_path, pushes
 from serving.cv_files import Cv, cv_file_paths, read_cv_files
-from serving.versions import versions_on_disk
 
 log = logging.getLogger("cvrank.serving")
 
@@ -91,7 +89,7 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
 
     files = [f for p in cv_paths for f in cv_file_paths(p)]
     cvs = read_cv_files(files)
-    versions = versions_on_disk(model_base_path)
+    versions = base_path.versions_on_disk(model_base_path)
     usable = [v for v in sorted(versions, reverse=True)
               if os.path.exists(os.path.join(versions[v], "saved_model.pb"))]
     if not usable:
@@ -110,28 +108,23 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
                                                [snippet(t) for t in texts])
         model.set_index_vectors(ids, vectors, snips)
 
-        version = max(int(time.time()), max(versions) + 1)
+        version, _, manifest = base_path.stage_version(model_base_path, lambda d: save_model(model, d))
         final_dir = os.path.join(os.path.abspath(model_base_path), str(version))
-        temp_dir = os.path.join(os.path.abspath(model_base_path), f".tmp-{version}-{os.getpid()}")
-        os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
-        store = mlmd.sqlite_store(metadata_path)
-        execution_id = None
         try:
-            save_model(model, temp_dir)
-            execution_id = _record(store, pipeline_name, source_dir, files, final_dir, version, len(cvs), len(ids))
-            os.rename(temp_dir, final_dir)
-            mlmd.finish_execution(store, execution_id, mlmd.Execution.COMPLETE)
+            os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
+            execution_id = _record(mlmd.sqlite_store(metadata_path), pipeline_name, source_dir, files, final_dir,
+                                   version, manifest, len(cvs), len(ids))
         except BaseException:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-            if execution_id is not None and not os.path.isdir(final_dir):
-                mlmd.finish_execution(store, execution_id, mlmd.Execution.FAILED)
+            base_path.discard_staged(model_base_path, version)
             raise
+        # Recorded: from here on a failed rename is finished by the next run's reconcile (serving/pushes.py).
+        base_path.publish_version(model_base_path, version)
     return IndexResult(source_version, version, final_dir, len(cvs) - replaced, replaced, len(ids), execution_id)
 
 
 def _record(store, pipeline_name: str, source_dir: str, files: List[str], final_dir: str, version: int,
-            n_cvs: int, index_size: int) -> int:
-    """Records the update (RUNNING) with its inputs and its output; returns the execution id."""
+            manifest, n_cvs: int, index_size: int) -> int:
+    """Records the update (COMPLETE) with its inputs and its output; returns the execution id."""
     source = mlmd.pushed_model_by_destination(store, source_dir)
     inputs = []
     if source is not None:
@@ -144,8 +137,8 @@ def _record(store, pipeline_name: str, source_dir: str, files: List[str], final_
                                                 {"sha256": _sha256(path)})))
     # TFX's PushedModel type and properties, so index versions and Pusher versions look alike.
     output = mlmd.new_artifact(store, mlmd.PUSHED_MODEL_TYPE, final_dir, {
-        "pushed": 1, "pushed_version": str(version), "pushed_destination": final_dir,
-        "index_size": index_size, "cvs_added": n_cvs})
+        **pushes.push_properties(version, final_dir, manifest), "index_size": index_size, "cvs_added": n_cvs})
     return mlmd.put_execution_with_lineage(
         store, EXECUTION_TYPE, pipeline_name, inputs, [("pushed_model", output)],
-        {"source_version": os.path.basename(source_dir), "pushed_version": str(version)})
+        {"source_version": os.path.basename(source_dir), "pushed_version": str(version)},
+        state=mlmd.Execution.COMPLETE)

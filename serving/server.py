@@ -21,7 +21,8 @@ from serving.grpc_api import create_server
 from serving.metrics import ServingMetrics
 from serving.rest import create_app
 from serving.service import PredictionService
-from serving.versions import ModelManager, versions_on_disk
+from serving.base_path import versions_on_disk
+from serving.versions import ModelManager
 
 log = logging.getLogger("cvrank.serving")
 _ACCESS_FORMAT = '%a "%r" %s %b %Tfs'

@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from serving.base_path import versions_on_disk
 from serving.batching import Batcher
 from serving.errors import ServingError, code_name, invalid_argument, not_found
 
@@ -194,20 +195,6 @@ def _fingerprint(path: str) -> Tuple:
                 continue
             entries.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
     return tuple(sorted(entries))
-
-
-def versions_on_disk(base_path: str) -> Dict[int, str]:
-    """{version: directory} of the integer-named directories under `base_path` (TF Serving's layout)."""
-    try:
-        names = os.listdir(base_path)
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-    result = {}
-    for name in names:
-        full = os.path.join(base_path, name)
-        if name.isdigit() and os.path.isdir(full):
-            result[int(name)] = full
-    return result
 
 
 class ModelManager:

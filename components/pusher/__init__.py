@@ -1,0 +1,1 @@
+"""cvrank's Pusher: TFX's Pusher with atomic, recorded pushes (see serving/pushes.py)."""
