@@ -398,11 +398,12 @@ def test_index_records_its_update_through_mlmd(graph, tmp_path):
     cv_path = tmp_path / "cvs.csv"
     cv_path.write_bytes(b"cv_id,text\ncv-1,nurse\n")
     final_dir = os.path.join(graph.serving_dir, "7")
+    manifest = {"saved_model.pb": {"bytes": 3, "sha256": "ab"}}
     execution_id = index._record(store, PIPELINE, os.path.join(graph.serving_dir, "1"), [str(cv_path)], final_dir,
-                                 7, 1, 5)
+                                 7, manifest, 1, 5)
     execution, type_name, inputs = mlmd.producer(store, mlmd.pushed_model_by_destination(store, final_dir).id)
     assert (execution.id, type_name, execution.last_known_state) == (
-        execution_id, "cvrank.CvIndexUpdate", pb.Execution.RUNNING)
+        execution_id, "cvrank.CvIndexUpdate", pb.Execution.COMPLETE)
     assert {k: v.string_value for k, v in execution.custom_properties.items()} == {
         "source_version": "1", "pushed_version": "7"}
     [cv_file] = inputs["cvs"]
@@ -411,4 +412,5 @@ def test_index_records_its_update_through_mlmd(graph, tmp_path):
     assert [x.id for x in inputs["source_model"]] == [a["pushed_model"]]
     pushed = mlmd.pushed_model_by_destination(store, final_dir)
     assert {k: getattr(v, v.WhichOneof("value")) for k, v in pushed.custom_properties.items()} == {
-        "pushed": 1, "pushed_version": "7", "pushed_destination": final_dir, "index_size": 5, "cvs_added": 1}
+        "pushed": 1, "pushed_version": "7", "pushed_destination": final_dir, "index_size": 5, "cvs_added": 1,
+        "cvrank_manifest": '{"saved_model.pb":{"bytes":3,"sha256":"ab"}}'}
