@@ -41,6 +41,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override a setting (repeatable; `cvrank config` lists them)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="stream the run's log (TensorFlow, Beam, TFX) to the terminal as well")
+    p.add_argument("--wait", action="store_true",
+                   help="when another run holds the workspace, wait for it instead of exiting (exit code 3)")
 
 
 def _error_text(err: BaseException) -> str:
@@ -58,15 +60,45 @@ def _error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {tail}"
 
 
-def _run_quietly(args: argparse.Namespace, config, build, report) -> int:
+def _run_quietly(args: argparse.Namespace, config, build, report, lock_name: str) -> int:
     """Runs the pipeline `build()` returns with one console line per node; everything else goes to the
     run's log file. `report(metadata_path, pipeline_name, run_id, node_order)` gives the text printed
-    after the run. Exit code 1 when a node fails."""
+    after the run. The run holds the workspace lock of `lock_name` throughout; before the first node it
+    recovers what killed runs left behind. Exit code 1 when a node fails, 3 when the workspace is busy."""
     from orchestration.console import RunOutput
     from orchestration.runs import new_run_id, run_log_path
+    from orchestration.workspace_lock import WorkspaceBusy, WorkspaceLock
 
     run_id = new_run_id()
-    log_path = run_log_path(config.logs_dir, run_id)
+    lock = WorkspaceLock(config.workspace, lock_name, run_id, wait=args.wait,
+                         on_wait=lambda busy: print(f"cvrank: waiting: {busy.description}", flush=True))
+    try:
+        lock.acquire()
+    except WorkspaceBusy as err:
+        print(f"cvrank: {err}", file=sys.stderr)
+        print("cvrank: nothing was run.", file=sys.stderr)
+        return 3
+    try:
+        return _run_locked(args, config, build, report, run_id, RunOutput, run_log_path(config.logs_dir, run_id))
+    finally:
+        lock.release()
+
+
+def _recover(store, pipeline, run_id: str) -> list[str]:
+    """What killed or failed runs left behind, put right (the caller holds the workspace lock): orphaned
+    executions marked CANCELED and their directories removed, staged pushes published or removed."""
+    from orchestration import runner
+    from orchestration.recovery import recover_orphaned_executions
+    from serving import pushes
+
+    notes = [r.describe() for r in recover_orphaned_executions(
+        store, pipeline.pipeline_info.pipeline_name, pipeline.pipeline_info.pipeline_root, f"run {run_id}")]
+    for base in runner.push_base_paths(runner.compile_pipeline(pipeline)):
+        notes += pushes.reconcile(store, base)
+    return notes
+
+
+def _run_locked(args, config, build, report, run_id, RunOutput, log_path) -> int:
     print(f"cvrank: run {run_id} of {config.pipeline_name} on {config.data_dir}", flush=True)
     print(f"cvrank: log {log_path}", flush=True)
     failed = None
@@ -95,6 +127,10 @@ def _run_quietly(args: argparse.Namespace, config, build, report) -> int:
             pipeline = build()
             metadata_path = pipeline.metadata_connection_config.sqlite.filename_uri
             pipeline_name = pipeline.pipeline_info.pipeline_name
+            if os.path.exists(metadata_path):
+                store = mlmd.sqlite_store(metadata_path)
+                for note in _recover(store, pipeline, run_id):
+                    out.console.write(f"cvrank: recovered: {note}\n")
             order = runner.node_ids(runner.compile_pipeline(pipeline))
             runner.run_pipeline(pipeline, run_id=run_id, listener=Listener())
         except Exception as err:  # the failing node is recorded in ML Metadata; report it and stop
@@ -127,7 +163,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         return summarize(metadata_path, pipeline_name, run_id, order, config.serving_dir).format()
 
-    return _run_quietly(args, config, build, report)
+    return _run_quietly(args, config, build, report, config.pipeline_name)
 
 
 def _cmd_smoke(args: argparse.Namespace) -> int:
@@ -145,7 +181,7 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
         states = mlmd.run_node_states(mlmd.sqlite_store(metadata_path), pipeline_name, run_id)
         return "\n".join(f"  {node:<16} {states.get(node, 'NOT RUN')}" for node in order)
 
-    return _run_quietly(args, config, build, report)
+    return _run_quietly(args, config, build, report, f"{config.pipeline_name}-smoke")
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -236,12 +272,15 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     config = PipelineConfig.create({"workspace": args.workspace} if args.workspace else {})
     base = os.path.abspath(args.model_base_path) if args.model_base_path else config.serving_dir
+    from orchestration.workspace_lock import WorkspaceBusy
+
     try:
-        result = update_index(args.cvs, base, config.metadata_path, config.pipeline_name)
-    except (CvFileError, IndexUpdateError) as err:
+        with _writer_lock(config, "cvrank index"):
+            result = update_index(args.cvs, base, config.metadata_path, config.pipeline_name)
+    except (CvFileError, IndexUpdateError, WorkspaceBusy) as err:
         print(f"cvrank index: {err}", file=sys.stderr)
         print("cvrank index: nothing was pushed; the served model is unchanged.", file=sys.stderr)
-        return 2
+        return 3 if isinstance(err, WorkspaceBusy) else 2
     print(f"cvrank index: pushed version {result.version} ({result.path}): version {result.source_version} "
           f"plus {result.added} new CVs, {result.replaced} replaced; {result.index_size} CVs in the index "
           f"(ML Metadata execution {result.execution_id})")
@@ -257,6 +296,46 @@ def _serving_target(args: argparse.Namespace):
     base = os.path.abspath(args.model_base_path) if args.model_base_path else config.serving_dir
     os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
     return config, base, mlmd.sqlite_store(config.metadata_path)
+
+
+def _writer_lock(config, what: str):
+    """The workspace lock for a command that writes (`what` names it to other writers), taken at once.
+    Raises WorkspaceBusy when a run or another command holds it."""
+    from orchestration.workspace_lock import WorkspaceLock
+
+    return WorkspaceLock(config.workspace, config.pipeline_name, what, hint="try again when it has finished")
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    """Removes artifacts that neither a pushed model (served or set aside) nor the last N runs use."""
+    from metadata import mlmd
+    from orchestration.gc import collect_garbage
+    from orchestration.workspace_lock import WorkspaceBusy
+    from serving import pushes
+
+    config = _config_from_args(args)
+    if not os.path.exists(config.metadata_path):
+        print(f"cvrank gc: no ML Metadata store at {config.metadata_path}; nothing to collect")
+        return 0
+    try:
+        with _writer_lock(config, "cvrank gc"):
+            store = mlmd.sqlite_store(config.metadata_path)
+            protected = []
+            for row in pushes.list_versions(store, config.serving_dir):
+                if row.record is not None and row.state != "deleted":
+                    protected.append(row.record.artifact.uri)
+                    if row.record.model_uri and os.path.isabs(row.record.model_uri):
+                        protected.append(row.record.model_uri)
+            report = collect_garbage(store, config.pipeline_name, config.pipeline_root, args.keep_runs,
+                                     protected, dry_run=args.dry_run)
+    except WorkspaceBusy as err:
+        print(f"cvrank gc: {err}", file=sys.stderr)
+        return 3
+    except ValueError as err:
+        print(f"cvrank gc: {err}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0
 
 
 def _cmd_serving_versions(args: argparse.Namespace) -> int:
@@ -308,12 +387,15 @@ def _cmd_serving_rollback(args: argparse.Namespace) -> int:
     """Makes VERSION the served version (newer ones are set aside); recorded in ML Metadata."""
     from serving import pushes
 
+    from orchestration.workspace_lock import WorkspaceBusy
+
     config, base, store = _serving_target(args)
     try:
-        result = pushes.rollback(store, base, config.pipeline_name, args.version)
-    except pushes.RollbackError as err:
+        with _writer_lock(config, f"cvrank serving rollback {args.version}"):
+            result = pushes.rollback(store, base, config.pipeline_name, args.version)
+    except (pushes.RollbackError, WorkspaceBusy) as err:
         print(f"cvrank serving rollback: {err}; nothing changed", file=sys.stderr)
-        return 2
+        return 3 if isinstance(err, WorkspaceBusy) else 2
     if result.served_before == result.served_after:
         print(f"cvrank serving rollback: version {result.served_after} is already the served version")
     else:
@@ -341,6 +423,7 @@ def _add_serving_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from config import ServingConfig, default
+    from orchestration.gc import DEFAULT_KEEP_RUNS
 
     parser = argparse.ArgumentParser(
         prog="cvrank",
@@ -390,6 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
     p.add_argument("--model-base-path", metavar="DIR", help="model base path (default <workspace>/serving/cvrank)")
     p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("gc", help="remove artifacts that no pushed model and none of the last runs use")
+    _add_config_args(p)
+    p.add_argument("--keep-runs", type=int, default=DEFAULT_KEEP_RUNS, metavar="N",
+                   help="keep everything the last N runs used or produced (default %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed; change nothing")
+    p.set_defaults(func=_cmd_gc)
 
     p = sub.add_parser("serving", help="the pushed model versions: list, verify, roll back")
     serving_sub = p.add_subparsers(dest="serving_command", metavar="SUBCOMMAND")

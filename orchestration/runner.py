@@ -82,6 +82,12 @@ def push_base_path(pipeline_node) -> Optional[str]:
     return destination.filesystem.base_directory or None
 
 
+def push_base_paths(pipeline_ir: pipeline_pb2.Pipeline) -> list[str]:
+    """The model base paths the pipeline's Pushers write to."""
+    paths = (push_base_path(n.pipeline_node) for n in pipeline_ir.nodes)
+    return sorted({p for p in paths if p})
+
+
 def _publish_recorded_pushes(pipeline_node, connection_config) -> None:
     # A Pusher only stages its version; it becomes visible once the launcher has committed the record,
     # and a staged version whose record never made it is removed (serving/pushes.py).
