@@ -38,7 +38,8 @@ NODE_UPSTREAMS = {
 }
 
 
-@dag(dag_id="cvrank", schedule=None, catchup=False, tags=["cvrank"])
+# One DAG run at a time: runs of one pipeline share its ML Metadata and artifacts.
+@dag(dag_id="cvrank", schedule=None, catchup=False, max_active_runs=1, tags=["cvrank"])
 def cvrank():
     wire_pipeline("cvrank", NODE_UPSTREAMS)
 

@@ -18,7 +18,8 @@ NODE_UPSTREAMS = {
 }
 
 
-@dag(dag_id="cvrank_smoke", schedule=None, catchup=False, tags=["cvrank"])
+# One DAG run at a time: runs of one pipeline share its ML Metadata and artifacts.
+@dag(dag_id="cvrank_smoke", schedule=None, catchup=False, max_active_runs=1, tags=["cvrank"])
 def cvrank_smoke():
     wire_pipeline("smoke", NODE_UPSTREAMS)
 

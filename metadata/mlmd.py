@@ -337,3 +337,104 @@ def finish_execution(store: metadata_store.MetadataStore, execution_id: int, sta
     [execution] = executions
     execution.last_known_state = state
     store.put_executions([execution])
+
+
+# -- runs of a pipeline, for recovery and garbage collection ----------------------------------------
+
+Context = metadata_store_pb2.Context
+ACTIVE_STATES = frozenset({Execution.NEW, Execution.RUNNING})  # started, no result recorded yet
+
+
+def state_name(state) -> str:
+    """The name of an Execution.State value (COMPLETE, CACHED, RUNNING, CANCELED, ...)."""
+    return _STATE_NAMES[state]
+
+
+def pipeline_executions(store: metadata_store.MetadataStore, pipeline_name: str) -> List[Execution]:
+    """Every execution in the "pipeline" context `pipeline_name`, oldest first: TFX's node executions and
+    cvrank's own (`cvrank index`, which have no node or run context); [] when the pipeline never ran."""
+    ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if ctx is None:
+        return []
+    return sorted(store.get_executions_by_context(ctx.id), key=lambda e: e.id)
+
+
+def pipeline_runs(store: metadata_store.MetadataStore, pipeline_name: str) -> List[Tuple[Context, List[Execution]]]:
+    """The runs of `pipeline_name`, oldest first (by the creation time of their "pipeline_run" context,
+    then id): each run's context with its executions of that pipeline, oldest first. A run context
+    holding no execution of the pipeline is not one of its runs."""
+    in_pipeline = {e.id for e in pipeline_executions(store, pipeline_name)}
+    runs = []
+    for ctx in store.get_contexts_by_type("pipeline_run"):
+        executions = sorted((e for e in store.get_executions_by_context(ctx.id) if e.id in in_pipeline),
+                            key=lambda e: e.id)
+        if executions:
+            runs.append((ctx, executions))
+    runs.sort(key=lambda run: (run[0].create_time_since_epoch, run[0].id))
+    return runs
+
+
+def execution_node_and_run(store: metadata_store.MetadataStore, pipeline_name: str,
+                           execution_id: int) -> Tuple[Optional[str], Optional[str]]:
+    """(node id, run id) of execution `execution_id`: the node id from its "node" context
+    "<pipeline_name>.<node id>", the run id from its "pipeline_run" context; None for either context the
+    execution is not in."""
+    node_type_id = _context_type_id(store, "node")
+    run_type_id = _context_type_id(store, "pipeline_run")
+    prefix = pipeline_name + "."
+    node_id = run_id = None
+    for ctx in store.get_contexts_by_execution(execution_id):
+        if ctx.type_id == node_type_id and ctx.name.startswith(prefix):
+            node_id = ctx.name[len(prefix):]
+        elif ctx.type_id == run_type_id:
+            run_id = ctx.name
+    return node_id, run_id
+
+
+def referenced_artifact_ids(store: metadata_store.MetadataStore, execution_ids: Sequence[int]) -> set[int]:
+    """The ids of every artifact that any of `execution_ids` has an event with, of any type: consumed,
+    produced, reused from cache (a CACHED execution's OUTPUT events) or resolved (INTERNAL_OUTPUT)."""
+    ids = sorted(set(execution_ids))
+    found = set()
+    for start in range(0, len(ids), 500):  # keeps each SQL IN list short
+        found.update(ev.artifact_id for ev in store.get_events_by_execution_ids(ids[start:start + 500]))
+    return found
+
+
+def mark_execution(store: metadata_store.MetadataStore, execution_id: int, state,
+                   custom_properties: Optional[Mapping[str, PropertyValue]] = None) -> None:
+    """Sets the last known state of execution `execution_id` to `state` and sets `custom_properties` on it
+    (others are kept), in one write. Raises LookupError when there is no such execution."""
+    executions = store.get_executions_by_id([execution_id])
+    if not executions:
+        raise LookupError(f"no execution {execution_id} in ML Metadata")
+    [execution] = executions
+    execution.last_known_state = state
+    _set_properties(execution.custom_properties, custom_properties)
+    store.put_executions([execution])
+
+
+def set_artifacts_state(store: metadata_store.MetadataStore, artifact_ids: Sequence[int], state) -> None:
+    """Sets the state of each artifact of `artifact_ids` to `state` (an Artifact.State, e.g. DELETED), in
+    one write. Raises LookupError naming the ids that are not in the store."""
+    ids = sorted(set(artifact_ids))
+    if not ids:
+        return
+    artifacts = store.get_artifacts_by_id(ids)
+    missing = sorted(set(ids) - {a.id for a in artifacts})
+    if missing:
+        raise LookupError(f"no artifacts {missing} in ML Metadata")
+    for artifact in artifacts:
+        artifact.state = state
+    store.put_artifacts(artifacts)
+
+
+def producing_execution_ids(store: metadata_store.MetadataStore, artifact_ids: Sequence[int]) -> set[int]:
+    """The ids of the executions that output (OUTPUT or DECLARED_OUTPUT event) any of `artifact_ids`: their
+    creators, and the CACHED executions that reused them."""
+    ids = sorted(set(artifact_ids))
+    found = set()
+    for start in range(0, len(ids), 500):  # keeps each SQL IN list short
+        found.update(ev.execution_id for ev in store.get_events_by_artifact_ids(ids[start:start + 500])
+                     if ev.type in _PRODUCED)
+    return found

@@ -8,6 +8,7 @@ local run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from typing import Any, Mapping
@@ -49,12 +50,38 @@ def prepare(kind: str, conf: Any, airflow_run_id: str) -> str:
 
 
 def run_node(ir_path: str, node_id: str) -> None:
-    """Launches one node of the IR written by `prepare`."""
+    """Launches one node of the IR written by `prepare`, holding the pipeline's workspace lock for as long
+    as it runs (waiting for any other writer of the pipeline: tasks of a DAG run that Airflow starts side by
+    side take turns). Under the lock it first recovers executions a killed writer left RUNNING (their
+    directories removed, marked CANCELED), so a retried task starts clean."""
+    from tfx.orchestration.local import runner_utils
     from tfx.proto.orchestration import pipeline_pb2
 
+    from metadata import mlmd
     from orchestration import runner
+    from orchestration.recovery import recover_orphaned_executions
+    from orchestration.workspace_lock import WorkspaceLock
 
     bound = pipeline_pb2.Pipeline()
     with open(ir_path, "rb") as f:
         bound.ParseFromString(f.read())
-    runner.launch_node(bound, node_id)
+    pipeline_name = bound.pipeline_info.id
+    pipeline_root = bound.runtime_spec.pipeline_root.field_value.string_value
+    run_id = bound.runtime_spec.pipeline_run_id.field_value.string_value
+    connection = runner_utils.extract_local_deployment_config(bound).metadata_connection_config
+    metadata_path = getattr(connection, connection.WhichOneof("connection_config")).sqlite.filename_uri
+    with WorkspaceLock(_workspace_of(pipeline_root), pipeline_name, f"run {run_id}, task {node_id}", wait=True,
+                       on_wait=lambda busy: logging.info("cvrank: waiting: %s", busy.description)):
+        if os.path.exists(metadata_path):  # else nothing ever ran
+            for recovered in recover_orphaned_executions(mlmd.sqlite_store(metadata_path), pipeline_name,
+                                                         pipeline_root, f"run {run_id}, task {node_id}"):
+                logging.warning("cvrank: recovered: %s", recovered.describe())
+        runner.launch_node(bound, node_id)
+
+
+def _workspace_of(pipeline_root: str) -> str:
+    # PipelineConfig puts a pipeline's root at <workspace>/pipelines/<pipeline name>.
+    pipelines_dir = os.path.dirname(os.path.normpath(pipeline_root))
+    if os.path.basename(pipelines_dir) != "pipelines":
+        raise ValueError(f"pipeline root {pipeline_root} is not <workspace>/pipelines/<name>")
+    return os.path.dirname(pipelines_dir)

@@ -37,6 +37,15 @@ def test_dags_folder_has_no_import_errors(airflow_env):
     assert sorted(d["dag_id"] for d in dags) == ["cvrank", "cvrank_smoke"]
 
 
+def test_dags_run_one_dag_run_at_a_time(airflow_env):
+    """Runs of one pipeline share its ML Metadata and artifacts: Airflow starts a DAG run only when the
+    previous one has ended."""
+    listed = _airflow(["dags", "list", "--local", "-o", "json", "--columns", "dag_id,max_active_runs"], airflow_env)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    dags = json.loads(listed.stdout.strip().splitlines()[-1])
+    assert {d["dag_id"]: str(d["max_active_runs"]) for d in dags} == {"cvrank": "1", "cvrank_smoke": "1"}
+
+
 @pytest.mark.parametrize("conf, message", [
     ({"embedding_dim": 0}, "setting 'embedding_dim' = 0 is not allowed: must be >= 1"),
     ({"doc_weighting": "bogus"}, "setting 'doc_weighting' = 'bogus' is not allowed: must be one of 'mean', 'idf' or 'sif'"),

@@ -1,0 +1,146 @@
+"""The workspace lock between real processes: a second writer is refused with the holder's pid and run
+id, waits for the holder when asked to, and takes a lock whose holder was killed at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from config import PROJECT_ROOT
+from orchestration.workspace_lock import WorkspaceBusy, WorkspaceLock, lock_path, read_holder
+
+# Takes the lock, says so on stdout, then holds it until stdin closes (or the process is killed).
+HOLDER = textwrap.dedent("""
+    import sys
+    from orchestration.workspace_lock import WorkspaceLock
+    with WorkspaceLock(sys.argv[1], sys.argv[2], sys.argv[3]):
+        print("locked", flush=True)
+        sys.stdin.read()
+    print("released", flush=True)
+""")
+
+
+@pytest.fixture
+def holder_process(tmp_path):
+    started = []
+
+    def start(run_id="20261123T101500.000000Z", pipeline="cvrank"):
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "ws"), pipeline, run_id],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": PROJECT_ROOT})
+        started.append(proc)
+        assert proc.stdout.readline() == "locked\n"
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_a_second_writer_is_refused_naming_the_holder(holder_process, tmp_path):
+    workspace = str(tmp_path / "ws")
+    proc = holder_process("20261123T101500.000000Z")
+    t0 = time.monotonic()
+    with pytest.raises(WorkspaceBusy) as raised:
+        WorkspaceLock(workspace, "cvrank", "20261123T101600.000000Z").acquire()
+    assert time.monotonic() - t0 < 5  # refused at once, not after waiting
+    busy = raised.value
+    message = str(busy)
+    assert message.startswith(f"workspace {workspace} is in use by run 20261123T101500.000000Z (pid {proc.pid}, "
+                              "started "), message
+    assert message.endswith(" s ago); wait for it with --wait, or stop it"), message
+    assert busy.holder.pid == proc.pid and busy.holder.holder == "20261123T101500.000000Z"
+    assert busy.lock_path == lock_path(workspace, "cvrank") == os.path.join(workspace, "locks", "cvrank.lock")
+    # The refused writer left the holder's record as it was.
+    assert read_holder(workspace, "cvrank").pid == proc.pid
+
+
+def test_a_second_process_is_refused_too_and_says_why(holder_process, tmp_path):
+    proc = holder_process()
+    refused = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        from orchestration.workspace_lock import WorkspaceBusy, WorkspaceLock
+        try:
+            WorkspaceLock(sys.argv[1], "cvrank", "second").acquire()
+        except WorkspaceBusy as err:
+            sys.exit(f"cvrank: {err}")
+    """), str(tmp_path / "ws")], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": PROJECT_ROOT},
+        timeout=60)
+    assert refused.returncode == 1
+    assert f"in use by run 20261123T101500.000000Z (pid {proc.pid}, started " in refused.stderr, refused.stderr
+
+
+def test_other_pipelines_of_the_workspace_are_not_locked(holder_process, tmp_path):
+    holder_process(pipeline="cvrank")
+    with WorkspaceLock(str(tmp_path / "ws"), "cvrank-smoke", "other") as lock:
+        assert lock.held
+
+
+def test_waiting_writer_gets_the_lock_once_the_holder_releases(holder_process, tmp_path):
+    workspace = str(tmp_path / "ws")
+    proc = holder_process()
+    told = []
+
+    def on_wait(busy):
+        told.append(str(busy.description))
+        proc.stdin.close()  # the holder finishes while we wait
+
+    t0 = time.monotonic()
+    with WorkspaceLock(workspace, "cvrank", "20261123T101600.000000Z", wait=True, timeout=60, on_wait=on_wait):
+        assert time.monotonic() - t0 < 30
+        holder = read_holder(workspace, "cvrank")
+        assert (holder.pid, holder.holder) == (os.getpid(), "20261123T101600.000000Z")
+    assert len(told) == 1 and f"(pid {proc.pid}, started " in told[0], told
+    assert proc.wait(timeout=30) == 0 and proc.stdout.read() == "released\n"
+    assert read_holder(workspace, "cvrank") is None  # released: the record is cleared
+
+
+def test_waiting_gives_up_after_the_timeout(holder_process, tmp_path):
+    proc = holder_process()
+    t0 = time.monotonic()
+    with pytest.raises(WorkspaceBusy) as raised:
+        WorkspaceLock(str(tmp_path / "ws"), "cvrank", "late", wait=True, timeout=0.5, on_wait=lambda b: None).acquire()
+    assert 0.5 <= time.monotonic() - t0 < 10
+    assert raised.value.waited >= 0.5
+    assert f"in use by run 20261123T101500.000000Z (pid {proc.pid}, " in str(raised.value)
+    assert f"; still in use after waiting {raised.value.waited:.1f} s" in str(raised.value)
+
+
+def test_a_killed_holder_leaves_a_lock_the_next_writer_takes_at_once(holder_process, tmp_path):
+    workspace = str(tmp_path / "ws")
+    proc = holder_process("20261123T101500.000000Z")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    stale = read_holder(workspace, "cvrank")
+    assert stale.pid == proc.pid  # the dead holder's record is still there, but the lock is free
+    t0 = time.monotonic()
+    with WorkspaceLock(workspace, "cvrank", "20261123T101700.000000Z") as lock:
+        assert time.monotonic() - t0 < 1
+        record = json.loads(open(lock.path).read())
+        assert record["pid"] == os.getpid() and record["holder"] == "20261123T101700.000000Z"
+        assert set(record) == {"pid", "holder", "host", "started"}
+
+
+def test_a_description_with_spaces_names_the_holder_as_is(tmp_path):
+    workspace = str(tmp_path / "ws")
+    with WorkspaceLock(workspace, "cvrank", "cvrank gc"):
+        with pytest.raises(WorkspaceBusy, match=r"is in use by cvrank gc \(pid \d+, started "):
+            WorkspaceLock(workspace, "cvrank", "other").acquire()  # the same process, another open file
+
+
+def test_release_lets_the_same_process_lock_again(tmp_path):
+    lock = WorkspaceLock(str(tmp_path / "ws"), "cvrank", "a")
+    with lock:
+        pass
+    assert not lock.held
+    with lock:
+        assert lock.held
