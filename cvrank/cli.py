@@ -84,20 +84,6 @@ def _run_quietly(args: argparse.Namespace, config, build, report, lock_name: str
         lock.release()
 
 
-def _recover(store, pipeline, run_id: str) -> list[str]:
-    """What killed or failed runs left behind, put right (the caller holds the workspace lock): orphaned
-    executions marked CANCELED and their directories removed, staged pushes published or removed."""
-    from orchestration import runner
-    from orchestration.recovery import recover_orphaned_executions
-    from serving import pushes
-
-    notes = [r.describe() for r in recover_orphaned_executions(
-        store, pipeline.pipeline_info.pipeline_name, pipeline.pipeline_info.pipeline_root, f"run {run_id}")]
-    for base in runner.push_base_paths(runner.compile_pipeline(pipeline)):
-        notes += pushes.reconcile(store, base)
-    return notes
-
-
 def _run_locked(args, config, build, report, run_id, RunOutput, log_path) -> int:
     print(f"cvrank: run {run_id} of {config.pipeline_name} on {config.data_dir}", flush=True)
     print(f"cvrank: log {log_path}", flush=True)
@@ -127,11 +113,14 @@ def _run_locked(args, config, build, report, run_id, RunOutput, log_path) -> int
             pipeline = build()
             metadata_path = pipeline.metadata_connection_config.sqlite.filename_uri
             pipeline_name = pipeline.pipeline_info.pipeline_name
-            if os.path.exists(metadata_path):
+            pipeline_ir = runner.compile_pipeline(pipeline)
+            if os.path.exists(metadata_path):  # else no earlier run left anything behind
+                from orchestration.recovery import recover_workspace
+
                 store = mlmd.sqlite_store(metadata_path)
-                for note in _recover(store, pipeline, run_id):
+                for note in recover_workspace(store, pipeline_ir, f"run {run_id}"):
                     out.console.write(f"cvrank: recovered: {note}\n")
-            order = runner.node_ids(runner.compile_pipeline(pipeline))
+            order = runner.node_ids(pipeline_ir)
             runner.run_pipeline(pipeline, run_id=run_id, listener=Listener())
         except Exception as err:  # the failing node is recorded in ML Metadata; report it and stop
             failed = err

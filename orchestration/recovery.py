@@ -118,3 +118,19 @@ def recover_orphaned_executions(store, pipeline_name: str, pipeline_root: str,
 
 def _removable(paths: Iterable[str], pipeline_root: str, live_uris: PathSet) -> List[str]:
     return [p for p in paths if is_within(p, pipeline_root) and not live_uris.overlaps(p)]
+
+
+def recover_workspace(store, pipeline_ir, note_context: str) -> List[str]:
+    """Everything a run does before its first node, under the workspace lock, for the compiled pipeline
+    `pipeline_ir`: orphaned executions are recovered (`recover_orphaned_executions`) and each Pusher's
+    staged versions are published when recorded or removed when not (`serving.pushes.reconcile`).
+    Returns one sentence per thing put right."""
+    from orchestration import runner
+    from serving import pushes
+
+    notes = [r.describe() for r in recover_orphaned_executions(
+        store, pipeline_ir.pipeline_info.id, pipeline_ir.runtime_spec.pipeline_root.field_value.string_value,
+        note_context)]
+    for base in runner.push_base_paths(pipeline_ir):
+        notes += pushes.reconcile(store, base)
+    return notes

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 from tfx.dsl.compiler import compiler
 from tfx.orchestration import metadata

@@ -1,5 +1,5 @@
-"""The summary printed after a pipeline run: ranking metrics per slice, blessing, what was pushed, what
-is served and whether it is intact, data warnings and recovered leftovers of earlier runs."""
+"""The summary printed after a pipeline run: ranking metrics per slice, data warnings, blessing, what was
+pushed, and what is served and whether its files are intact."""
 
 from __future__ import annotations
 
@@ -25,12 +25,10 @@ class RunSummary:
     push: str = ""  # what the Pusher did, as a sentence
     served: str = ""  # which version is served and whether its files are intact
     warnings: List[str] = dataclasses.field(default_factory=list)
-    notes: List[str] = dataclasses.field(default_factory=list)  # e.g. recovery done before the run
 
     def format(self) -> str:
         # Node states are shown as the nodes run (orchestration/console.py); `node_states` keeps them.
         lines = [f"run {self.run_id}"]
-        lines += [f"recovered: {note}" for note in self.notes]
         if self.metrics:
             names = ["map", "ndcg@10", "precision@10", "recall@100", "example_count"]
             lines.append("evaluation (eval jobs, every job ranked against every CV):")
