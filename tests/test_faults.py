@@ -203,3 +203,22 @@ def test_kill_during_glove_trainer_is_recovered_by_the_next_run(workspace):
     states = mlmd.run_node_states(store(workspace), "cvrank", run_id_of(after.output))
     assert all(states[n] == "CACHED" for n in UPSTREAM), states
     assert states["GloveTrainer"] == "COMPLETE" and states["Pusher"] == "COMPLETE"
+
+
+def test_gc_keeps_served_models_and_the_next_run_still_works(workspace):
+    def tree():
+        return sorted(os.path.join(d, f) for d, _, fs in os.walk(config(workspace).pipeline_root) for f in fs)
+
+    before = tree()
+    dry = cvrank_cli(workspace, "gc", "--keep-runs", "1", "--dry-run")
+    assert dry.returncode == 0 and "dry run: nothing was changed" in dry.output, dry.output
+    assert tree() == before
+    collected = cvrank_cli(workspace, "gc", "--keep-runs", "1")
+    assert collected.returncode == 0 and "removed " in collected.output, collected.output
+    assert len(tree()) < len(before)
+    records = pushes.push_records(store(workspace), config(workspace).serving_dir)
+    for version in present(workspace) + sorted(bp.retired_versions(config(workspace).serving_dir)):
+        assert os.path.isdir(records[version].model_uri), (version, collected.output)
+    assert cvrank_cli(workspace, "serving", "verify", "--no-load").returncode == 0
+    again = cvrank_run(workspace, seed=4, epochs=1000)
+    assert again.returncode == 0, again.output
