@@ -23,6 +23,12 @@ DataCheck reports empty ids and texts with their rows, as it reports duplicate i
 that refer to unknown jobs or CVs. Everything else above is: `read_rows`, `check_file` and
 `check_dataset` report it as a `Problem` (path, line, message) in an `InputFileError`.
 
+A file with a header and no rows (blank lines aside) is well-formed: it reads as no rows. Whether
+it is acceptable depends on the other files of its kind (`files_without_rows`): when none of them
+has rows either, the kind has no data and each such file is a problem
+(`<path>: header only, no rows`); otherwise it adds nothing and is a warning
+(`<path>: header only, no rows; ignored`) that `check_dataset` hands back without failing.
+
 Standard library only: serving reads CV files with this module without TFX.
 """
 
@@ -33,13 +39,15 @@ import glob
 import hashlib
 import os
 import re
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 # A CV of up to 1 MiB of text; a longer field is far more likely a quoting mistake than a document.
 MAX_FIELD_CHARS = 1 << 20
 # Problems gathered before checking stops: enough to show every broken file of a dataset at once,
 # few enough to read.
 MAX_PROBLEMS = 20
+# What a file with a header and no rows is called, as a problem and as a warning.
+HEADER_ONLY = "header only, no rows"
 
 # The file kinds, their columns in canonical order and the columns' types (str or int).
 COLUMNS: Dict[str, Dict[str, type]] = {
@@ -139,13 +147,16 @@ def read_rows(path: str, kind: str, problems: Optional[List[Problem]] = None,
     With `problems` None, raises InputFileError at the first problem. With a list, appends problems
     to it instead and skips the rows that have one, going on until the file ends, a problem makes
     the rest unreadable (encoding, header, CSV syntax), or the list holds `max_problems`.
+
+    A file with a header and no rows yields nothing and is no problem here; `files_without_rows`
+    judges such files against the other files of their kind.
     """
     yield from _read(path, kind, problems, max_problems, None)
 
 
 def check_file(path: str, kind: str, max_problems: int = MAX_PROBLEMS) -> FileSummary:
     """Reads the whole file; returns its summary, or raises InputFileError with its problems (up to
-    `max_problems`)."""
+    `max_problems`). A header-only file passes with `rows` 0 (see `files_without_rows`)."""
     problems: List[Problem] = []
     summary = _check(path, kind, problems, max_problems)
     if summary is None:
@@ -159,11 +170,30 @@ def dataset_files(data_dir: str) -> Dict[str, List[str]]:
     return {kind: sorted(glob.glob(os.path.join(data_dir, kind, FILE_PATTERN))) for kind in KINDS}
 
 
-def check_dataset(data_dir: str, max_problems: int = MAX_PROBLEMS) -> List[FileSummary]:
+def files_without_rows(rows_by_path: Mapping[str, Optional[int]]
+                       ) -> Tuple[List[Problem], List[Problem]]:
+    """Judges the header-only files among the files of one kind: (problems, warnings).
+
+    `rows_by_path` maps each file of the kind to its number of data rows, or to None when that is
+    unknown (the file has problems of its own, or was not read). When every file is known to have
+    no rows, the kind has no data: each file is a problem, `<path>: header only, no rows`. Otherwise
+    each file with no rows is a warning, `<path>: header only, no rows; ignored`: reading it yields
+    nothing, so the other files stand for the kind. Both lists follow the mapping's order.
+    """
+    empty = [path for path, rows in rows_by_path.items() if rows == 0]
+    if empty and len(empty) == len(rows_by_path):
+        return [Problem(path, None, HEADER_ONLY) for path in empty], []
+    return [], [Problem(path, None, f"{HEADER_ONLY}; ignored") for path in empty]
+
+
+def check_dataset(data_dir: str, max_problems: int = MAX_PROBLEMS,
+                  warnings: Optional[List[Problem]] = None) -> List[FileSummary]:
     """Checks every file of the dataset at `data_dir` and that each required kind has files.
 
     Returns the files' summaries (in `dataset_files` order), or raises InputFileError with every
-    problem found, across files; checking stops once `max_problems` are found.
+    problem found, across files; checking stops once `max_problems` are found. A kind whose files
+    are all header-only is a problem; a header-only file beside files of its kind with rows is
+    not, and is appended to `warnings` when a list is given (see `files_without_rows`).
     """
     if not os.path.isdir(data_dir):
         what = "not a directory" if os.path.exists(data_dir) else "no such directory"
@@ -179,15 +209,24 @@ def check_dataset(data_dir: str, max_problems: int = MAX_PROBLEMS) -> List[FileS
             problems.append(Problem(directory, None, f"{what}; a dataset needs {kind} files "
                                     f"({','.join(COLUMNS[kind])}) in {kind}/{FILE_PATTERN}"))
     summaries = []
+    found: List[Problem] = []
     for kind, paths in files.items():
+        rows_by_path: Dict[str, Optional[int]] = {}
         for path in paths:
+            rows_by_path[path] = None
             if len(problems) >= max_problems:
-                break
+                continue
             summary = _check(path, kind, problems, max_problems)
             if summary is not None:
                 summaries.append(summary)
+                rows_by_path[path] = summary.rows
+        no_rows, ignored = files_without_rows(rows_by_path)
+        problems += no_rows
+        found += ignored
     if problems:
         raise InputFileError(problems[:max_problems], truncated=len(problems) >= max_problems)
+    if warnings is not None:
+        warnings += found
     return summaries
 
 
@@ -328,7 +367,6 @@ def _read(path: str, kind: str, problems: Optional[List[Problem]], max_problems:
         lines = _Lines(f, hasher)
         reader = csv.reader(lines, strict=True)
         header: Optional[List[str]] = None
-        records = 0
         end = 0  # the last line of the previous record
         try:
             for fields in reader:
@@ -349,7 +387,6 @@ def _read(path: str, kind: str, problems: Optional[List[Problem]], max_problems:
                     continue
                 if not fields:  # a blank line
                     continue
-                records += 1
                 if len(fields) != len(header):
                     message = (f"{len(fields)} field{'' if len(fields) == 1 else 's'}; expected "
                                f"{len(header)} ({','.join(header)})")
@@ -396,8 +433,6 @@ def _read(path: str, kind: str, problems: Optional[List[Problem]], max_problems:
             return
     if header is None:
         report(1, _empty_file_problem(kind, lines.bytes))
-    elif records == 0:
-        report(1, "the file has a header and no rows")
 
 
 def _starts_utf16(path: str) -> bool:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from tensorflow_model_analysis.proto import config_pb2
 
 from config import PipelineConfig
+from evaluation.slices import SLICE_FEATURES
 from evaluation.tfma_metrics import ranking_metric_configs
-
-SLICE_FEATURES = ("major_group", "text_words_bucket")
 
 
 def build_eval_config(config: PipelineConfig) -> config_pb2.EvalConfig:

@@ -3,17 +3,21 @@ DataCheck component.
 
 End to end (slow), the validation half of the pipeline that `pipeline.pipeline.create_pipeline`
 builds (FileCheck, ExampleGens, StatisticsGens, ImportSchemaGens, ExampleValidators, DataCheck):
-the valid tiny dataset passes without anomalies and DataCheck writes one ranking example per job
-with its judgments; each kind of bad data fails the run with a DataValidationError naming the file
-kind, field and offending values, and a file-level fault stops the run at FileCheck with an
-InputFileError before DataCheck. DataCheck's Beam checks and its executor run on Beam (slow); the
-schemas, the ranking example, the word buckets, the sample combiner and the report are unit tests.
+the valid tiny dataset passes without anomalies or warnings and DataCheck writes one ranking example
+per job with its judgments; jobs whose judgments are all relevance 0 are left out of the ranking
+examples with warnings recorded in ML Metadata (`warnings` on `ranking_examples`) and the run goes
+on; each kind of bad data fails the run with a DataValidationError naming the file kind, field and
+offending values, and a file-level fault stops the run at FileCheck with an InputFileError before
+DataCheck. DataCheck's Beam checks and its executor run on Beam (slow); the schemas, the ranking
+example, the word buckets, the sample combiner, the coverage warnings and the report are unit tests.
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import json
+import logging
 import os
 import shutil
 
@@ -26,7 +30,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.data_check import DataValidationError
-from components.data_check import checks, report
+from components.data_check import checks, coverage, report
 from config import PROJECT_ROOT, PipelineConfig
 from dataset.files import InputFileError
 from metadata import mlmd
@@ -36,6 +40,7 @@ from pipeline.pipeline import create_pipeline
 TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
 SCHEMAS = os.path.join(PROJECT_ROOT, "pipeline", "schemas")
 BEAM_ARGS = ["--direct_num_workers=1"]
+SLICE_FEATURES = ("major_group", "text_words_bucket")
 
 
 # ---- the pipeline's validation half, built by the pipeline's own factory --------------------------
@@ -190,16 +195,21 @@ def test_check_and_join_finds_every_cross_reference_problem():
     def summary_row(r):
         if r["record"] == checks.COUNT:
             return ("count", r["name"], r["value"])
+        if r["record"] == checks.JOBS:
+            return ("jobs", r["split"], r["relevant"], r["count"], tuple(r["sample"]))
+        if r["record"] == checks.SLICE:
+            return ("slice", r["feature"], r["value"], r["split"], r["relevant"], r["count"])
         return (r["file_kind"], r["field"], r["problem"], r["count"], tuple(r["sample"]))
 
     with beam.Pipeline() as p:
         ranking, summary = checks.check_and_join(
             p | "Cvs" >> beam.Create(cvs), p | "Corpus" >> beam.Create(corpus),
-            p | "Jobs" >> beam.Create(jobs), p | "Judgments" >> beam.Create(judgments), 10)
+            p | "Jobs" >> beam.Create(jobs), p | "Judgments" >> beam.Create(judgments), 10,
+            relevance_threshold=1.0, slice_features=SLICE_FEATURES)
+        # j3 has no judgment, so no relevant CV: it is counted, not ranked.
         assert_that(ranking | beam.Map(ranking_row), equal_to([
             ("eval", "j1", ("c1", "c1", "c2"), (1, 1, 2), "medium", 13),
             ("test", "j2", ("c1", "cX"), (0, 1), "short", 13),  # invalid grades are left out
-            ("eval", "j3", (), (), "long", 13),
         ]), label="Ranking")
         assert_that(summary | beam.Map(summary_row), equal_to([
             ("cvs", "cv_id", "missing or not a single value (CV text shown)", 1, ("'no id'",)),
@@ -214,7 +224,35 @@ def test_check_and_join_finds_every_cross_reference_problem():
              ("job_id j2, cv_id c2: relevance <none>", "job_id j2, cv_id c3: relevance 5")),
             ("count", "num_cvs", 5), ("count", "num_corpus_texts", 2), ("count", "num_jobs", 5),
             ("count", "num_judgments", 8), ("count", "num_judged_jobs", 3),
+            # The duplicated j4 is a problem, not a job.
+            ("jobs", "eval", True, 1, ("j1",)), ("jobs", "test", True, 1, ("j2",)),
+            ("jobs", "eval", False, 1, ("j3",)),
+            ("slice", "major_group", 13, "eval", True, 1),
+            ("slice", "major_group", 13, "test", True, 1),
+            ("slice", "major_group", 13, "eval", False, 1),
+            ("slice", "text_words_bucket", "medium", "eval", True, 1),
+            ("slice", "text_words_bucket", "short", "test", True, 1),
+            ("slice", "text_words_bucket", "long", "eval", False, 1),
         ]), label="Summary")
+
+
+@pytest.mark.slow
+def test_relevance_threshold_decides_which_jobs_are_ranked():
+    jobs = [("eval", _job("j1")), ("eval", _job("j2")), ("eval", _job("j3"))]
+    judgments = [_ser(job_id=j, cv_id="c1", relevance=r) for j, r in [("j1", 2), ("j2", 1), ("j3", 0)]]
+    with beam.Pipeline() as p:
+        ranking, summary = checks.check_and_join(
+            p | "Cvs" >> beam.Create([_ser(cv_id="c1", text=CV_TEXT)]), None,
+            p | "Jobs" >> beam.Create(jobs), p | "Judgments" >> beam.Create(judgments), 10,
+            relevance_threshold=2.0, slice_features=())
+        ids = ranking | beam.Map(lambda kv: _values(tf.train.Example.FromString(kv[1]), "job_id")[0])
+        assert_that(ids, equal_to(["j1"]), label="Ranked")
+        jobs_records = (summary
+                        | beam.Filter(lambda r: r["record"] in (checks.JOBS, checks.SLICE))
+                        | beam.Map(lambda r: (r["record"], r["relevant"], r["count"],
+                                              tuple(r["sample"]))))
+        assert_that(jobs_records, equal_to([("jobs", True, 1, ("j1",)),
+                                            ("jobs", False, 2, ("j2", "j3"))]), label="Jobs")
 
 
 def _examples_artifact(root, name, splits):
@@ -246,11 +284,11 @@ def _anomalies_artifact(root, name, splits, anomalies=None):
     return artifact
 
 
-def _run_executor(root, judgments, anomalies=None):
+def _run_executor(root, judgments, anomalies=None, jobs=None):
     from components.data_check import executor
 
     texts = {"cvs": [_ser(cv_id="c1", text=CV_TEXT), _ser(cv_id="c2", text=CV_TEXT)]}
-    jobs = {"eval": [_job("j1")], "test": [_job("j2")]}
+    jobs = jobs or {"eval": [_job("j1")], "test": [_job("j2")]}
     output = standard_artifacts.Examples()
     output.uri = os.path.join(root, "ranking_examples")
     inputs = {
@@ -263,7 +301,9 @@ def _run_executor(root, judgments, anomalies=None):
     }
     context = executor.Executor.Context(beam_pipeline_args=BEAM_ARGS,
                                         tmp_dir=os.path.join(root, "tmp"), unique_id="1")
-    executor.Executor(context).Do(inputs, {"ranking_examples": [output]}, {"max_samples": 10})
+    executor.Executor(context).Do(inputs, {"ranking_examples": [output]}, {
+        "max_samples": 10, "relevance_threshold": 1.0, "eval_split": "eval",
+        "slice_features": json.dumps(SLICE_FEATURES)})
     return output
 
 
@@ -276,8 +316,23 @@ def test_executor_writes_ranking_examples(tmp_path):
     (j1,) = _read_examples(artifact_utils.get_split_uri([output], "eval"))
     assert _values(j1, "judged_cv_ids") == ["c1", "c2"]
     assert _values(j1, "judged_relevance") == [1, 2]
-    (j2,) = _read_examples(artifact_utils.get_split_uri([output], "test"))
-    assert _values(j2, "judged_cv_ids") == [] and _values(j2, "judged_relevance") == []
+    # j2 has no judgment: no ranking example, a count and a warning instead.
+    assert _read_examples(artifact_utils.get_split_uri([output], "test")) == []
+    assert output.get_int_custom_property("num_jobs_without_relevant_eval") == 0
+    assert output.get_int_custom_property("num_jobs_without_relevant_test") == 1
+    assert json.loads(output.get_string_custom_property("warnings")) == [
+        "1 test job has no relevant CV and is left out of the metrics: j2"]
+
+
+@pytest.mark.slow
+def test_executor_stops_when_no_eval_job_has_a_relevant_cv(tmp_path):
+    with pytest.raises(DataValidationError) as raised:
+        _run_executor(str(tmp_path), [_ser(job_id="j1", cv_id="c1", relevance=0),
+                                      _ser(job_id="j2", cv_id="c1", relevance=2)])
+    message = str(raised.value)
+    assert "(schema anomalies: 0, kinds of cross-reference problems: 1)" in message
+    assert ("judgments: relevance: no eval job has a relevant CV (relevance >= 1), so the "
+            "evaluation has no job to score: 1 found: j1") in message
 
 
 @pytest.mark.slow
@@ -321,6 +376,83 @@ def test_report_reads_text_anomalies_files(tmp_path):
     assert [(a.file_kind, a.split, a.feature, a.short_description) for a in found] == [
         ("corpus", "corpus", "text", "Missing values"),
         ("texts", "missing", "", "No validation result")]
+
+
+def _jobs(split, relevant, *ids, count=None):
+    return coverage.JobCount(split, relevant, len(ids) if count is None else count, ids)
+
+
+def _assess(jobs, slices=(), splits=("eval", "test")):
+    return coverage.assess(jobs, slices, list(splits), "eval", SLICE_FEATURES, 1.0)
+
+
+def test_coverage_without_anything_left_out_has_no_warning():
+    slices = [coverage.SliceCount("major_group", 13, "eval", True, 2),
+              coverage.SliceCount("major_group", 13, "test", True, 1)]
+    assert _assess([_jobs("eval", True, "a", "b"), _jobs("test", True, "c")], slices) == ([], [])
+
+
+def test_coverage_names_jobs_without_a_relevant_cv_per_split():
+    jobs = [_jobs("eval", True, "e1"),
+            _jobs("eval", False, "11-1011.00", "11-1021.00", "13-1071.00"),
+            _jobs("test", False, "t1", "t2", "t3", "t4", "t5", count=12),
+            _jobs("test", True, "t9"),
+            _jobs("other", False, "o1")]
+    problems, warnings = _assess(jobs, splits=("eval", "test", "other"))
+    assert problems == []
+    assert warnings == [
+        "3 eval jobs have no relevant CV and are left out of the metrics: 11-1011.00, 11-1021.00, "
+        "13-1071.00",
+        "12 test jobs have no relevant CV and are left out of the metrics: t1, t2, t3, t4, t5, ... "
+        "(7 more)",
+        "1 other job has no relevant CV and is left out of the metrics: o1"]
+    assert [coverage.jobs_left_out(jobs, s) for s in ("eval", "test", "other")] == [3, 12, 1]
+
+
+def test_coverage_names_slices_without_an_eval_example():
+    jobs = [_jobs("eval", True, "a", "b"), _jobs("eval", False, "c"), _jobs("test", True, "d")]
+    slices = [
+        coverage.SliceCount("major_group", 13, "eval", True, 2),
+        # 31: its only eval job has no relevant CV, the others are test jobs.
+        coverage.SliceCount("major_group", 31, "eval", False, 1),
+        coverage.SliceCount("major_group", 31, "test", True, 3),
+        coverage.SliceCount("major_group", 31, "test", False, 1),
+        coverage.SliceCount("major_group", 5, "test", True, 1),  # numbers sort as numbers
+        coverage.SliceCount("text_words_bucket", "short", "eval", True, 2),
+        coverage.SliceCount("text_words_bucket", "long", "eval", False, 1),
+        coverage.SliceCount("minor_group", "13-10", "test", True, 1),  # not a slice feature
+    ]
+    problems, warnings = _assess(jobs, slices)
+    assert problems == []
+    assert warnings == [
+        "1 eval job has no relevant CV and is left out of the metrics: c",
+        "slice major_group=5 has no example in the eval split and is missing from the metrics (its "
+        "1 job: 1 test job)",
+        "slice major_group=31 has no example in the eval split and is missing from the metrics (its "
+        "5 jobs: 1 eval job without a relevant CV, 4 test jobs)",
+        "slice text_words_bucket=long has no example in the eval split and is missing from the "
+        "metrics (its 1 job: 1 eval job without a relevant CV)"]
+
+
+def test_coverage_stops_when_no_eval_job_has_a_relevant_cv():
+    jobs = [_jobs("eval", False, "a", "b"), _jobs("test", False, "c"), _jobs("test", True, "d")]
+    slices = [coverage.SliceCount("major_group", 13, "eval", False, 2)]
+    problems, warnings = _assess(jobs, slices)
+    assert [p.format() for p in problems] == [
+        "judgments: relevance: no eval job has a relevant CV (relevance >= 1), so the evaluation "
+        "has no job to score: 2 found: a, b"]
+    # The slices are not listed as well: with no eval job at all, each would be.
+    assert warnings == ["1 test job has no relevant CV and is left out of the metrics: c"]
+
+
+def test_report_lists_warnings_after_the_problems():
+    problem = report.Problem("cvs", "cv_id", "duplicate cv_id", 1, ("c2 (2 rows)",))
+    assert report.format_report([], [problem], ["1 test job has no relevant CV and is left out of "
+                                                "the metrics: j2"]).splitlines()[1:] == [
+        "Cross-reference problems:",
+        "  - cvs: cv_id: duplicate cv_id: 1 found: c2 (2 rows)",
+        "Warnings (these alone would not stop the run):",
+        "  - 1 test job has no relevant CV and is left out of the metrics: j2"]
 
 
 # ---- the valid tiny dataset ----------------------------------------------------------------------
@@ -371,6 +503,10 @@ def test_ranking_examples_artifact(baseline):
     assert artifact.get_int_custom_property("num_judgments") == 96
     assert artifact.get_int_custom_property("num_judged_jobs") == 16
     assert artifact.get_int_custom_property("num_corpus_texts") == 200
+    # Every job has relevant CVs and every slice value has eval jobs: checked, nothing to say.
+    assert artifact.get_string_custom_property("warnings") == "[]"
+    assert artifact.get_int_custom_property("num_jobs_without_relevant_eval") == 0
+    assert artifact.get_int_custom_property("num_jobs_without_relevant_test") == 0
 
     by_split = {s: _read_examples(artifact_utils.get_split_uri([artifact], s))
                 for s in ("eval", "test")}
@@ -423,6 +559,20 @@ def _append(row):
     return lambda rows: rows + [row]
 
 
+def _zero_relevance(*job_ids):
+    """Every judgment of these jobs becomes relevance 0: they keep judged CVs, none relevant."""
+    def edit(rows):
+        job, relevance = rows[0].index("job_id"), rows[0].index("relevance")
+        return [rows[0]] + [r[:relevance] + ["0"] + r[relevance + 1:] if r[job] in job_ids else r
+                            for r in rows[1:]]
+    return edit
+
+
+# The jobs jobs_example_gen puts in the eval split of the tiny dataset (a hash of job_id); the other
+# 10 are in test. Only 31-9093.00 is of major group 31, and 13-1161.01 of group 13.
+TINY_EVAL_JOBS = ("13-1161.01", "31-9093.00", "33-2022.00", "33-3021.02", "33-3031.00", "37-3013.00")
+
+
 def _duplicate_row(row):
     return lambda rows: rows + [list(rows[row])]
 
@@ -448,6 +598,11 @@ BAD_CASES = {
     "duplicate_cv_id": (
         [("cvs/cvs.csv", _duplicate_row(3))], (0, 1),
         ["cvs: cv_id: duplicate cv_id: 1 found: cv-000003 (2 rows)"]),
+    "no_relevant_eval_job": (
+        [("judgments/judgments.csv", _zero_relevance(*TINY_EVAL_JOBS))], (0, 1),
+        ["judgments: relevance: no eval job has a relevant CV (relevance >= 1), so the evaluation "
+         "has no job to score: 6 found: 13-1161.01, 31-9093.00, 33-2022.00, 33-3021.02, "
+         "33-3031.00, ... (1 more)"]),
 }
 
 
@@ -482,6 +637,49 @@ def test_bad_data_fails_the_run_with_a_report(case, tmp_path):
     published = [a.uri for a in store.get_artifacts_by_type("Examples")
                  if "/DataCheck/" in a.uri and a.state == a.LIVE]
     assert published == []
+
+
+# ---- data warnings: recorded, and the run goes on ------------------------------------------------
+
+@pytest.mark.slow
+def test_jobs_without_relevant_cv_are_left_out_with_warnings_in_mlmd(tmp_path, caplog):
+    # 31-9093.00 is the only eval job of major group 31; 13-1071.00 is a test job.
+    data = _bad_dataset(tmp_path, [
+        ("judgments/judgments.csv", _zero_relevance("31-9093.00", "13-1071.00"))])
+    config = validation_config(data, str(tmp_path / "work"))
+    with caplog.at_level(logging.WARNING):
+        run_validation(config, "all-zero")
+    store = mlmd.sqlite_store(config.metadata_path)
+    assert mlmd.run_node_states(store, config.pipeline_name, "all-zero") == {
+        node: "COMPLETE" for node in VALIDATION_NODES}
+
+    expected = [
+        "1 eval job has no relevant CV and is left out of the metrics: 31-9093.00",
+        "1 test job has no relevant CV and is left out of the metrics: 13-1071.00",
+        "slice major_group=31 has no example in the eval split and is missing from the metrics "
+        "(its 4 jobs: 1 eval job without a relevant CV, 3 test jobs)",
+    ]
+    (mlmd_artifact,) = mlmd.run_node_outputs(store, config.pipeline_name, "all-zero",
+                                             "DataCheck")["ranking_examples"]
+    assert json.loads(mlmd_artifact.custom_properties["warnings"].string_value) == expected
+    assert mlmd_artifact.custom_properties["num_jobs_without_relevant_eval"].int_value == 1
+    assert mlmd_artifact.custom_properties["num_jobs_without_relevant_test"].int_value == 1
+    (dataset_files,) = mlmd.run_node_outputs(store, config.pipeline_name, "all-zero",
+                                             "FileCheck")["dataset_files"]
+    assert dataset_files.custom_properties["warnings"].string_value == "[]"
+    for warning in expected:
+        assert f"DataCheck: {warning}" in [r.getMessage() for r in caplog.records
+                                           if r.levelno == logging.WARNING]
+
+    artifact = standard_artifacts.Examples()
+    artifact.set_mlmd_artifact(mlmd_artifact)
+    ids = {s: sorted(_values(e, "job_id")[0]
+                     for e in _read_examples(artifact_utils.get_split_uri([artifact], s)))
+           for s in ("eval", "test")}
+    assert ids["eval"] == sorted(set(TINY_EVAL_JOBS) - {"31-9093.00"})
+    assert len(ids["test"]) == 9 and "13-1071.00" not in ids["test"]
+    # Dataset counts still count every job.
+    assert mlmd_artifact.custom_properties["num_jobs"].int_value == 16
 
 
 @pytest.mark.slow

@@ -1,11 +1,13 @@
 """The dataset's file contract (dataset/files.py), FileCheck and DatasetExampleGen.
 
-Fast: one test per kind of bad input, each asserting the exact file, line and problem; what is
-accepted (byte order mark, CRLF, quoted multi-line fields, large fields, columns in any order); the
-fingerprint. Slow (real TFX, ML Metadata and Beam): FileCheck and DatasetExampleGen over the tiny
-dataset written with BOM and CRLF give the same examples as over the plain files, which the
-pipeline's schemas accept; a non-UTF-8 byte fails FileCheck (recorded FAILED in ML Metadata) before
-any examples are written.
+Fast: one test per kind of bad input, each asserting the exact file, line and problem; header-only
+files (a problem when no file of their kind has rows, a warning otherwise); what is accepted (byte
+order mark, CRLF, quoted multi-line fields, large fields, columns in any order); the fingerprint.
+Slow (real TFX, ML Metadata and Beam): FileCheck and DatasetExampleGen over the tiny dataset written
+with BOM and CRLF give the same examples as over the plain files, which the pipeline's schemas
+accept; a non-UTF-8 byte or header-only jobs fail FileCheck (recorded FAILED in ML Metadata) before
+any examples are written; a header-only CV file beside one with rows is a warning recorded on
+FileCheck's output, and the ExampleGens read past it.
 """
 
 from __future__ import annotations
@@ -174,9 +176,94 @@ def test_blank_first_line(tmp_path):
         path, 1, "the first line is blank; it must be the header 'cv_id,text'")]
 
 
-def test_header_only_file(tmp_path):
+# ---- header-only files: judged against the other files of their kind ----------------------------
+
+def test_a_header_only_file_reads_as_no_rows(tmp_path):
     path = write(tmp_path / "judgments.csv", b"\xef\xbb\xbfjob_id,cv_id,relevance\r\n\r\n")
-    assert problems_of(path, "judgments") == [Problem(path, 1, "the file has a header and no rows")]
+    assert rows(path, "judgments") == []
+    problems: list[Problem] = []
+    assert list(files.read_rows(path, "judgments", problems)) == [] and problems == []
+    assert files.check_file(path, "judgments").rows == 0
+
+
+def tiny_dataset(data) -> dict:
+    """A valid dataset of one file per kind under `data`; {kind: path}."""
+    return {
+        "cvs": write(data / "cvs" / "cvs.csv", b"cv_id,text\ncv-1,Welding\n"),
+        "jobs": write(data / "jobs" / "jobs.csv", JOBS_HEADER + b"j1,Welder,Weld,51,51-41\n"),
+        "judgments": write(data / "judgments" / "judgments.csv", JUDGMENTS_HEADER + b"j1,cv-1,2\n"),
+    }
+
+
+def test_the_only_file_of_a_kind_header_only_stops_the_check(tmp_path):
+    data = tmp_path / "data"
+    jobs = tiny_dataset(data)["jobs"]
+    write(jobs, JOBS_HEADER + b"\n")
+    warnings: list[Problem] = []
+    with pytest.raises(InputFileError) as raised:
+        files.check_dataset(str(data), warnings=warnings)
+    assert raised.value.problems == [Problem(jobs, None, "header only, no rows")]
+    assert str(raised.value) == ("the input files have problems (1 problem):\n"
+                                 f"  - {jobs}: header only, no rows")
+    assert warnings == []
+
+
+def test_every_file_of_a_kind_header_only_names_each(tmp_path):
+    data = tmp_path / "data"
+    tiny_dataset(data)
+    a = write(data / "cvs" / "cvs.csv", b"cv_id,text\n")
+    b = write(data / "cvs" / "more.csv", b"\xef\xbb\xbftext,cv_id\r\n\r\n")
+    corpus = write(data / "corpus" / "corpus.csv", b"text\n")
+    with pytest.raises(InputFileError) as raised:
+        files.check_dataset(str(data))
+    assert raised.value.problems == [Problem(a, None, "header only, no rows"),
+                                     Problem(b, None, "header only, no rows"),
+                                     Problem(corpus, None, "header only, no rows")]
+
+
+def test_a_header_only_file_beside_files_with_rows_is_a_warning(tmp_path):
+    data = tmp_path / "data"
+    tiny_dataset(data)
+    extra = write(data / "cvs" / "extra.csv", b"cv_id,text\n")
+    empty_corpus = write(data / "corpus" / "b.csv", b"text\n\n")
+    write(data / "corpus" / "a.csv", b"text\nsome domain text\n")
+    warnings: list[Problem] = []
+    summaries = files.check_dataset(str(data), warnings=warnings)
+    assert warnings == [Problem(extra, None, "header only, no rows; ignored"),
+                        Problem(empty_corpus, None, "header only, no rows; ignored")]
+    assert [str(w) for w in warnings] == [f"{extra}: header only, no rows; ignored",
+                                          f"{empty_corpus}: header only, no rows; ignored"]
+    assert [(os.path.relpath(s.path, data), s.rows) for s in summaries] == [
+        ("cvs/cvs.csv", 1), ("cvs/extra.csv", 0), ("jobs/jobs.csv", 1),
+        ("judgments/judgments.csv", 1), ("corpus/a.csv", 1), ("corpus/b.csv", 0)]
+    # Without a list the warnings are not handed back; the check passes all the same.
+    assert files.check_dataset(str(data)) == summaries
+
+
+def test_a_header_only_file_beside_a_broken_one_is_only_a_warning(tmp_path):
+    # The broken file may well have rows once it is fixed: only its own problem is reported.
+    data = tmp_path / "data"
+    tiny_dataset(data)
+    broken = write(data / "jobs" / "jobs.csv", JOBS_HEADER + b"j1,Welder,Weld,x,51-41\n")
+    write(data / "jobs" / "more.csv", JOBS_HEADER)
+    with pytest.raises(InputFileError) as raised:
+        files.check_dataset(str(data))
+    assert raised.value.problems == [Problem(broken, 2, "field 'major_group' is 'x', not an integer")]
+
+
+@pytest.mark.parametrize("rows_by_path, problems, warnings", [
+    ({}, [], []),
+    ({"a": 3, "b": 1}, [], []),
+    ({"a": 0}, [Problem("a", None, "header only, no rows")], []),
+    ({"a": 0, "b": 0}, [Problem("a", None, "header only, no rows"),
+                        Problem("b", None, "header only, no rows")], []),
+    ({"a": 0, "b": 2, "c": 0}, [], [Problem("a", None, "header only, no rows; ignored"),
+                                    Problem("c", None, "header only, no rows; ignored")]),
+    # Unknown rows (a file with problems): the kind may have rows, so an empty sibling is a warning.
+    ({"a": None, "b": 0}, [], [Problem("b", None, "header only, no rows; ignored")]),
+])
+def test_files_without_rows(rows_by_path, problems, warnings):
+    assert files.files_without_rows(rows_by_path) == (problems, warnings)
 
 
 def test_missing_required_parts(tmp_path):
@@ -615,8 +702,9 @@ def test_file_check_artifact(plain_and_bom_crlf_runs):
         assert os.path.basename(data_dir) == data
         assert props["fingerprint"] == files.fingerprint(data_dir)
         counts = ("num_files", "num_bytes", "rows_cvs", "rows_jobs", "rows_judgments", "rows_corpus")
-        assert sorted(props) == sorted(counts + ("input_base", "fingerprint", "tfx_version",
-                                                 "is_external"))
+        assert sorted(props) == sorted(counts + ("input_base", "fingerprint", "warnings",
+                                                 "tfx_version", "is_external"))
+        assert props["warnings"] == "[]"  # checked, nothing found
         assert {k: props[k] for k in counts} == {
             "num_files": 4, "num_bytes": sum(s.bytes for s in files.check_dataset(data_dir)),
             "rows_cvs": 49, "rows_jobs": 16, "rows_judgments": 96, "rows_corpus": 200}
@@ -663,3 +751,32 @@ def test_example_gen_alone_stops_at_a_bad_file(tmp_path):
         runner.run_pipeline(files_pipeline(data, str(tmp_path / "ws")), run_id="no-check",
                             nodes=["judgments_example_gen"])
     assert f"{judgments}, line 3: field 'relevance' is 'high', not an integer" in str(raised.value)
+
+
+@pytest.mark.slow
+def test_header_only_file_beside_rows_is_recorded_and_the_run_goes_on(tmp_path):
+    data = copy_tiny(tmp_path / "data", bom_crlf=False)
+    extra = write(os.path.join(data, "cvs", "extra.csv"), b"cv_id,text\r\n")
+    run = run_files_pipeline(data, str(tmp_path / "ws"), "header-only-extra")
+    # Every node COMPLETE (run_files_pipeline checks it); the empty file adds no example.
+    assert len(run["examples"]["texts_example_gen"]["cvs"]) == 49
+    props = run["dataset_files"].custom_properties
+    assert json.loads(props["warnings"].string_value) == [f"{extra}: header only, no rows; ignored"]
+    assert (props["num_files"].int_value, props["rows_cvs"].int_value) == (5, 49)
+
+
+@pytest.mark.slow
+def test_header_only_jobs_stop_the_run_at_file_check(tmp_path):
+    from metadata import mlmd
+    from orchestration import runner
+
+    data = copy_tiny(tmp_path / "data", bom_crlf=False)
+    jobs = write(os.path.join(data, "jobs", "jobs.csv"), JOBS_HEADER)
+    workdir = str(tmp_path / "ws")
+    with pytest.raises(InputFileError) as raised:
+        runner.run_pipeline(files_pipeline(data, workdir), run_id="header-only-jobs")
+    assert raised.value.problems == [Problem(jobs, None, "header only, no rows")]
+    assert f"  - {jobs}: header only, no rows" in str(raised.value)
+    store = mlmd.sqlite_store(os.path.join(workdir, "metadata.sqlite"))
+    assert mlmd.run_node_states(store, PIPELINE_NAME, "header-only-jobs") == {"FileCheck": "FAILED"}
+    assert store.get_artifacts_by_type("cvrank.DatasetFiles") == []

@@ -1,14 +1,16 @@
 """DataCheck's Beam part: cross-reference checks between CVs, jobs and judgments, and the join that
-builds one ranking example per job.
+builds one ranking example per job with a relevant CV.
 
 Every join is a Beam grouping (`CoGroupByKey` on job_id / cv_id, `Count.PerKey` for duplicates);
 nothing is collected on the driver. Problems leave the pipeline as a bounded summary: per kind of
-problem a count and the first `max_samples` offending values in sorted order.
+problem a count and the first `max_samples` offending values in sorted order; likewise the jobs
+per split with and without a relevant CV (with the first `NAMED_JOBS` job ids) and the jobs per
+slice value, from which the driver words its warnings (components/data_check/coverage.py).
 """
 
 import heapq
 import json
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -26,9 +28,14 @@ RELEVANCE_GRADES = (0, 1, 2)
 SHORT_MAX_WORDS = 20
 LONG_MIN_WORDS = 40
 
-# Record kinds in the summary file.
+# Record kinds in the summary file: a kind of problem, a dataset count, the jobs of one split with
+# or without a relevant CV (`JOBS`), the jobs of one slice value in one split (`SLICE`).
 PROBLEM = 'problem'
 COUNT = 'count'
+JOBS = 'jobs'
+SLICE = 'slice'
+# Job ids kept per split for the warning about jobs without a relevant CV.
+NAMED_JOBS = 5
 
 # Problem keys are (file kind, field, problem); the report lists them in this file-kind order.
 FILE_KIND_ORDER = ('cvs', 'corpus', 'jobs', 'judgments')
@@ -222,7 +229,14 @@ def _unknown_cv_ids(cv_id_and_groups):
 
 class _JoinJob(beam.DoFn):
   """CoGroupByKey on job_id of jobs rows and (cv_id, relevance) judgments: one (split, serialized
-  ranking example) per job; unknown and duplicate job_ids to the `problems` output."""
+  ranking example) per job with a relevant CV (relevance >= `relevance_threshold`); unknown and
+  duplicate job_ids to the `problem` output. Every joined job also goes to the `jobs` output as
+  ((split, has a relevant CV), job_id), and to the `slice` output as ((feature, value, split, has
+  a relevant CV), 1) for each value of each of `slice_features` in its ranking example."""
+
+  def __init__(self, relevance_threshold: float, slice_features: Sequence[str]):
+    self._relevance_threshold = relevance_threshold
+    self._slice_features = tuple(slice_features)
 
   def process(self, job_id_and_groups):
     job_id, groups = job_id_and_groups
@@ -238,8 +252,17 @@ class _JoinJob(beam.DoFn):
           'jobs', 'job_id', 'duplicate job_id', f'{job_id} ({len(jobs)} rows)'))
       return
     split, serialized = jobs[0]
-    example = ranking_example(tf.train.Example.FromString(serialized), groups['judgments'])
-    yield split, example.SerializeToString()
+    judged = list(groups['judgments'])
+    relevant = any(grade >= self._relevance_threshold for _, grade in judged)
+    example = ranking_example(tf.train.Example.FromString(serialized), judged)
+    yield beam.pvalue.TaggedOutput(JOBS, ((split, relevant), job_id))
+    for feature in self._slice_features:
+      for value in feature_values(example, feature) or ():
+        yield beam.pvalue.TaggedOutput(SLICE, ((feature, value, split, relevant), 1))
+    # Ranking metrics are undefined for a job without a relevant CV: it would only add a NaN or
+    # an empty slice to the evaluation, so it is counted and named instead of scored.
+    if relevant:
+      yield split, example.SerializeToString()
 
 
 def _count(name: str, pcoll: beam.PCollection, label: str) -> beam.PCollection:
@@ -253,7 +276,10 @@ def check_and_join(cvs: beam.PCollection,
                    corpus: Optional[beam.PCollection],
                    jobs: beam.PCollection,
                    judgments: beam.PCollection,
-                   max_samples: int) -> Tuple[beam.PCollection, beam.PCollection]:
+                   max_samples: int,
+                   *,
+                   relevance_threshold: float,
+                   slice_features: Sequence[str]) -> Tuple[beam.PCollection, beam.PCollection]:
   """Runs every cross-reference check and builds the ranking examples.
 
   Args:
@@ -262,12 +288,19 @@ def check_and_join(cvs: beam.PCollection,
     jobs: (split name, serialized tf.Example) of every jobs split.
     judgments: serialized tf.Examples of the judgments (job_id, cv_id, relevance).
     max_samples: offending values kept per kind of problem.
+    relevance_threshold: a CV is relevant for a job from this relevance on (the ranking metrics'
+      threshold); a job without a relevant CV gets no ranking example.
+    slice_features: features of the ranking examples the evaluation slices by; jobs are counted
+      per value of each.
 
   Returns:
     (ranking, summary): ranking is (jobs split name, serialized ranking example), one per job with
-    a unique job_id; summary holds small JSON-able dicts: one `problem` record per kind of problem
-    (file_kind, field, problem, count, sample) and `count` records (name, value) for num_cvs,
-    num_corpus_texts, num_jobs, num_judgments, num_judged_jobs.
+    a unique job_id and a relevant CV; summary holds small JSON-able dicts: one `problem` record
+    per kind of problem (file_kind, field, problem, count, sample), `count` records (name, value)
+    for num_cvs, num_corpus_texts, num_jobs, num_judgments, num_judged_jobs, one `jobs` record per
+    split and relevance (split, relevant, count, sample: the first `NAMED_JOBS` job ids in sorted
+    order) and one `slice` record per slice value, split and relevance (feature, value, split,
+    relevant, count).
   """
   problems = []
 
@@ -306,9 +339,20 @@ def check_and_join(cvs: beam.PCollection,
                     | 'KeyByJobId' >> beam.Map(lambda r: (r[0], (r[1], r[2]))))
   joined = ({'jobs': job_rows.keyed, 'judgments': judged_per_job}
             | 'JoinOnJobId' >> beam.CoGroupByKey()
-            | 'JoinJobs' >> beam.ParDo(_JoinJob()).with_outputs(PROBLEM, main='ranking'))
+            | 'JoinJobs' >> beam.ParDo(_JoinJob(relevance_threshold, slice_features)).with_outputs(
+                PROBLEM, JOBS, SLICE, main='ranking'))
   problems.append(joined[PROBLEM])
   ranking = joined.ranking
+  job_records = (joined[JOBS]
+                 | 'SampleJobs' >> beam.CombinePerKey(SampleAndCount(NAMED_JOBS))
+                 | 'JobRecords' >> beam.Map(lambda kv: {
+                     'record': JOBS, 'split': kv[0][0], 'relevant': kv[0][1], 'count': kv[1][0],
+                     'sample': list(kv[1][1])}))
+  slice_records = (joined[SLICE]
+                   | 'CountSlices' >> beam.CombinePerKey(sum)
+                   | 'SliceRecords' >> beam.Map(lambda kv: {
+                       'record': SLICE, 'feature': kv[0][0], 'value': kv[0][1],
+                       'split': kv[0][2], 'relevant': kv[0][3], 'count': kv[1]}))
 
   problem_records = (problems
                      | 'FlattenProblems' >> beam.Flatten()
@@ -326,7 +370,8 @@ def check_and_join(cvs: beam.PCollection,
   ]
   if corpus is not None:
     counts.append(_count('num_corpus_texts', corpus, 'Corpus'))
-  summary = [problem_records] + counts | 'FlattenSummary' >> beam.Flatten()
+  summary = ([problem_records, job_records, slice_records] + counts
+             | 'FlattenSummary' >> beam.Flatten())
   return ranking, summary
 
 

@@ -1,6 +1,8 @@
 """DataCheck executor: gathers ExampleValidator's anomalies, runs the cross-reference checks and the
 job-judgment join on Beam (components/data_check/checks.py), writes the ranking examples, and raises
-`DataValidationError` with the whole report when anything is wrong.
+`DataValidationError` with the whole report when anything is wrong. Data warnings (jobs without a
+relevant CV left out, slices without an example to score; components/data_check/coverage.py) do
+not stop the run: they are logged at WARNING level and recorded in the output's `warnings` property.
 
 Runner options come from the component's `beam_pipeline_args` through
 `BaseBeamExecutor._make_beam_pipeline`. The driver reads only the anomaly protos and one small
@@ -10,7 +12,7 @@ summary file (bounded: a count and a few sample values per kind of problem, plus
 import json
 import os
 import tempfile
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, NamedTuple
 
 from absl import logging
 import apache_beam as beam
@@ -22,6 +24,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components.data_check import checks
+from components.data_check import coverage
 from components.data_check import report
 from components.data_check.report import DataValidationError
 
@@ -34,6 +37,14 @@ JOBS_ANOMALIES_KEY = 'jobs_anomalies'
 JUDGMENTS_ANOMALIES_KEY = 'judgments_anomalies'
 RANKING_EXAMPLES_KEY = 'ranking_examples'
 MAX_SAMPLES_KEY = 'max_samples'
+RELEVANCE_THRESHOLD_KEY = 'relevance_threshold'
+EVAL_SPLIT_KEY = 'eval_split'
+SLICE_FEATURES_KEY = 'slice_features'
+
+# Custom properties of `ranking_examples`: a JSON list of warning sentences ("[]" when none), and
+# per jobs split the number of jobs left out for having no relevant CV.
+WARNINGS_PROPERTY = 'warnings'
+JOBS_WITHOUT_RELEVANT_PREFIX = 'num_jobs_without_relevant_'
 
 # Split names of the texts examples; each is its own dataset file kind.
 CVS_SPLIT = 'cvs'
@@ -60,23 +71,42 @@ def _read(pipeline: beam.Pipeline, artifact: types.Artifact, split: str,
   return pipeline | f'Read[{label}]' >> beam.io.ReadFromTFRecord(_split_pattern(artifact, split))
 
 
-def read_summary(path: str) -> Tuple[List[report.Problem], Dict[str, int]]:
-  """Problems (in report order) and dataset counts from the summary file the pipeline wrote."""
-  problems, counts = [], {}
+class Summary(NamedTuple):
+  """What the Beam checks found: problems (in report order), dataset counts, jobs per split with
+  and without a relevant CV, jobs per slice value."""
+
+  problems: List[report.Problem]
+  counts: Dict[str, int]
+  jobs: List[coverage.JobCount]
+  slices: List[coverage.SliceCount]
+
+
+def read_summary(path: str) -> Summary:
+  """The summary file the Beam pipeline wrote (checks.check_and_join's summary records)."""
+  summary = Summary([], {}, [], [])
   with fileio.open(path, 'r') as f:
     for line in f:
       if not line.strip():
         continue
       record = json.loads(line)
-      if record['record'] == checks.COUNT:
-        counts[record['name']] = int(record['value'])
+      kind = record['record']
+      if kind == checks.COUNT:
+        summary.counts[record['name']] = int(record['value'])
+      elif kind == checks.JOBS:
+        summary.jobs.append(coverage.JobCount(record['split'], bool(record['relevant']),
+                                              int(record['count']), tuple(record['sample'])))
+      elif kind == checks.SLICE:
+        summary.slices.append(coverage.SliceCount(record['feature'], record['value'],
+                                                  record['split'], bool(record['relevant']),
+                                                  int(record['count'])))
       else:
-        problems.append(report.Problem(record['file_kind'], record['field'], record['problem'],
-                                       int(record['count']), tuple(record['sample'])))
+        summary.problems.append(report.Problem(record['file_kind'], record['field'],
+                                               record['problem'], int(record['count']),
+                                               tuple(record['sample'])))
   order = {kind: i for i, kind in enumerate(checks.FILE_KIND_ORDER)}
-  problems.sort(key=lambda p: (order.get(p.file_kind, len(order)), p.file_kind, p.field,
-                               p.problem))
-  return problems, counts
+  summary.problems.sort(key=lambda p: (order.get(p.file_kind, len(order)), p.file_kind, p.field,
+                                       p.problem))
+  return summary
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -98,12 +128,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       input_dict: `texts` (Examples, splits `cvs` and optionally `corpus`), `jobs` (Examples, any
         splits), `judgments` (Examples, any splits, all read), and the ExampleAnomalies
         `texts_anomalies`, `jobs_anomalies`, `judgments_anomalies` of ExampleValidator.
-      output_dict: `ranking_examples` (Examples): the splits of `jobs`, one tf.Example per job.
-      exec_properties: `max_samples`, offending values listed per kind of problem.
+      output_dict: `ranking_examples` (Examples): the splits of `jobs`, one tf.Example per job
+        with a relevant CV; custom properties `warnings` (a JSON list of sentences, `[]` when
+        none), `num_jobs_without_relevant_<split>` and the dataset counts.
+      exec_properties: `max_samples`, offending values listed per kind of problem;
+        `relevance_threshold`, the relevance from which a CV is relevant (the metrics'); `eval_split`,
+        the jobs split the Evaluator scores; `slice_features`, a JSON list of the features it
+        slices by.
 
     Raises:
-      DataValidationError: any anomaly in the three anomalies artifacts, or any cross-reference
-        problem; the message is the report. The ranking examples are then not published.
+      DataValidationError: any anomaly in the three anomalies artifacts, any cross-reference
+        problem, or no job of `eval_split` with a relevant CV; the message is the report. The
+        ranking examples are then not published.
       ValueError: an input is not tf.Example data or `texts` has no `cvs` split.
     """
     self._log_startup(input_dict, output_dict, exec_properties)
@@ -113,6 +149,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     for key, artifact in ((TEXTS_KEY, texts), (JOBS_KEY, jobs), (JUDGMENTS_KEY, judgments)):
       _check_tf_examples(artifact, key)
     max_samples = int(exec_properties.get(MAX_SAMPLES_KEY) or 10)
+    relevance_threshold = float(exec_properties[RELEVANCE_THRESHOLD_KEY])
+    eval_split = exec_properties[EVAL_SPLIT_KEY]
+    slice_features = json.loads(exec_properties[SLICE_FEATURES_KEY])
 
     anomalies = (
         report.anomalies_of(
@@ -151,7 +190,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           cvs, corpus,
           job_rows | 'FlattenJobs' >> beam.Flatten(),
           judgment_rows | 'FlattenJudgments' >> beam.Flatten(),
-          max_samples)
+          max_samples, relevance_threshold=relevance_threshold, slice_features=slice_features)
       for split in job_splits:
         _ = (ranking
              | f'Select[{split}]' >> beam.Filter(lambda kv, split=split: kv[0] == split)
@@ -164,12 +203,22 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            | 'WriteSummary' >> beam.io.WriteToText(summary_path, num_shards=1,
                                                    shard_name_template=''))
 
-    problems, counts = read_summary(summary_path)
-    for name, value in sorted(counts.items()):
+    summary = read_summary(summary_path)
+    for name, value in sorted(summary.counts.items()):
       output.set_int_custom_property(name, value)
+    for split in job_splits:
+      output.set_int_custom_property(JOBS_WITHOUT_RELEVANT_PREFIX + split,
+                                     coverage.jobs_left_out(summary.jobs, split))
+    uncovered, warnings = coverage.assess(summary.jobs, summary.slices, job_splits, eval_split,
+                                          slice_features, relevance_threshold)
+    problems = summary.problems + uncovered
+    # Set even when empty: "[]" says the data was checked and nothing was found.
+    output.set_string_custom_property(WARNINGS_PROPERTY, json.dumps(warnings))
     if anomalies or problems:
-      message = report.format_report(anomalies, problems)
+      message = report.format_report(anomalies, problems, warnings)
       logging.error('%s', message)
       raise DataValidationError(message)
-    logging.info('DataCheck: data valid; counts %s; ranking examples in splits %s', counts,
-                 job_splits)
+    for warning in warnings:
+      logging.warning('DataCheck: %s', warning)
+    logging.info('DataCheck: data valid; counts %s; ranking examples in splits %s; %d warnings',
+                 summary.counts, job_splits, len(warnings))

@@ -116,9 +116,11 @@ def anomalies_of(artifact: types.Artifact, file_kinds: Dict[str, str],
   return found
 
 
-def format_report(anomalies: Sequence[Anomaly], problems: Sequence[Problem]) -> str:
+def format_report(anomalies: Sequence[Anomaly], problems: Sequence[Problem],
+                  warnings: Sequence[str] = ()) -> str:
   """The report DataCheck raises: a headline, then ExampleValidator anomalies (schema violations),
-  then cross-reference problems, one line each."""
+  then cross-reference problems, then the data warnings (which alone would not stop the run), one
+  line each."""
   lines = [f'DataCheck: the input data is not valid (schema anomalies: {len(anomalies)}, '
            f'kinds of cross-reference problems: {len(problems)}); the run stops before training.']
   if anomalies:
@@ -127,4 +129,7 @@ def format_report(anomalies: Sequence[Anomaly], problems: Sequence[Problem]) -> 
   if problems:
     lines.append('Cross-reference problems:')
     lines.extend('  - ' + p.format() for p in problems)
+  if warnings:
+    lines.append('Warnings (these alone would not stop the run):')
+    lines.extend('  - ' + w for w in warnings)
   return '\n'.join(lines)

@@ -11,13 +11,16 @@ ROWS_PREFIX = 'rows_'
 # String custom properties: the checked directory and its fingerprint (dataset.files.fingerprint).
 INPUT_BASE = 'input_base'
 FINGERPRINT = 'fingerprint'
+# String custom property: a JSON list of sentences, the data warnings of the check ("[]" when none),
+# e.g. "<path>: header only, no rows; ignored".
+WARNINGS = 'warnings'
 
 
 class DatasetFiles(Artifact):
   """A checked dataset: `files.json` lists every file as {path, kind, rows, bytes, sha256}.
 
-  Custom properties: `num_files`, `num_bytes`, `rows_<kind>` (ints), `input_base` and
-  `fingerprint` (strings).
+  Custom properties: `num_files`, `num_bytes`, `rows_<kind>` (ints), `input_base`,
+  `fingerprint` and `warnings` (strings; `warnings` is a JSON list of sentences, `[]` when none).
   """
 
   TYPE_NAME = 'cvrank.DatasetFiles'

@@ -16,9 +16,12 @@ class FileCheck(base_component.BaseComponent):
   """Fails the run when a dataset file breaks the file contract of `dataset.files`.
 
   Checks encoding (UTF-8, byte order mark accepted), headers, field counts, field sizes, integer
-  columns, empty and header-only files and that cvs, jobs and judgments have files; raises
+  columns, empty files, and that cvs, jobs and judgments have files; raises
   `dataset.files.InputFileError` naming the file, line and problem of each (all files are checked,
-  up to `dataset.files.MAX_PROBLEMS` problems). Runs in the launcher's process without Beam.
+  up to `dataset.files.MAX_PROBLEMS` problems). A header-only file stops the run when no file of
+  its kind has rows (`<path>: header only, no rows`); beside files with rows it is a warning
+  (`<path>: header only, no rows; ignored`), logged and recorded in the output's `warnings`
+  property. Runs in the launcher's process without Beam.
 
   Order the ExampleGens after it (they have no input channel from it):
   ```
@@ -28,7 +31,7 @@ class FileCheck(base_component.BaseComponent):
   ```
 
   Component `outputs` contains:
-   - `dataset_files`: a `DatasetFiles` artifact (`files.json`, per-kind row counts).
+   - `dataset_files`: a `DatasetFiles` artifact (`files.json`, per-kind row counts, `warnings`).
   """
 
   SPEC_CLASS = FileCheckSpec

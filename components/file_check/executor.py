@@ -4,7 +4,8 @@ result as a `DatasetFiles` artifact.
 
 On any file problem it raises `dataset.files.InputFileError`, whose message lists every problem
 found (up to `dataset.files.MAX_PROBLEMS`); the launcher then records the execution as FAILED and
-publishes no output.
+publishes no output. What does not stop the run (a header-only file beside files of its kind with
+rows) is logged at WARNING level and recorded in the artifact's `warnings` property.
 """
 
 import collections
@@ -37,13 +38,18 @@ class Executor(base_executor.BaseExecutor):
       exec_properties: input_base (the dataset directory), fingerprint (unused; see spec).
 
     Raises:
-      dataset.files.InputFileError: the files break the dataset's file contract.
+      dataset.files.InputFileError: the files break the dataset's file contract, or every file
+        of a kind is header-only (`<path>: header only, no rows`).
     """
     self._log_startup(input_dict, output_dict, exec_properties)
     input_base = exec_properties[spec.INPUT_BASE_KEY]
     output = artifact_utils.get_single_instance(output_dict[spec.DATASET_FILES_KEY])
 
-    summaries = files.check_dataset(input_base)
+    warnings: List[files.Problem] = []
+    summaries = files.check_dataset(input_base, warnings=warnings)
+    sentences = [str(w) for w in warnings]
+    for sentence in sentences:
+      logging.warning('FileCheck: %s', sentence)
 
     rows = collections.Counter()
     for summary in summaries:
@@ -59,5 +65,7 @@ class Executor(base_executor.BaseExecutor):
     output.set_string_custom_property(artifacts.INPUT_BASE, input_base)
     output.set_string_custom_property(artifacts.FINGERPRINT,
                                       exec_properties.get(spec.FINGERPRINT_KEY) or '')
-    logging.info('FileCheck: %d files valid (%s)', len(summaries),
-                 ', '.join(f'{kind}: {n} rows' for kind, n in rows.items()))
+    # Set even when empty: "[]" says the files were checked and nothing was found.
+    output.set_string_custom_property(artifacts.WARNINGS, json.dumps(sentences))
+    logging.info('FileCheck: %d files valid (%s); %d warnings', len(summaries),
+                 ', '.join(f'{kind}: {n} rows' for kind, n in rows.items()), len(sentences))
