@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import logging
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from dataset import files
 from dataset.files import MAX_FIELD_CHARS, InputFileError, Problem
+
+log = logging.getLogger("cvrank.serving")
 
 __all__ = ["COLUMNS", "MAX_FIELD_CHARS", "Cv", "CvFileError", "cv_file_paths", "read_cv_files"]
 
@@ -55,10 +58,13 @@ def read_cv_files(paths: Sequence[str]) -> List[Cv]:
     cvs: List[Cv] = []
     problems: List[Problem] = []
     first_seen: Dict[str, str] = {}
+    rows_by_path: Dict[str, Optional[int]] = {}  # None: the file has problems of its own
     for path in paths:
         if len(problems) >= _MAX_PROBLEMS:
             break
+        found_before, rows_by_path[path] = len(problems), 0
         for line, row in files.read_rows(path, "cvs", problems, _MAX_PROBLEMS):
+            rows_by_path[path] += 1
             cv_id, body = (row["cv_id"] or "").strip(), (row["text"] or "").strip()
             if not cv_id:
                 problems.append(Problem(path, line, "field 'cv_id' is empty"))
@@ -71,6 +77,12 @@ def read_cv_files(paths: Sequence[str]) -> List[Cv]:
                 cvs.append(Cv(cv_id, body, f"{path}:{line}"))
             if len(problems) >= _MAX_PROBLEMS:
                 break
+        if len(problems) > found_before:
+            rows_by_path[path] = None
+    header_only, ignored = files.files_without_rows(rows_by_path)
+    problems += header_only
+    for warning in ignored:
+        log.warning("%s", warning)
     if problems:
         raise CvFileError(problems[:_MAX_PROBLEMS], truncated=len(problems) >= _MAX_PROBLEMS)
     return cvs

@@ -15,6 +15,7 @@ from orchestration.summary import summarize
 from ml_metadata.proto import metadata_store_pb2
 from components.data_check import DataValidationError
 from dataset.files import InputFileError
+from serving.base_path import versions_on_disk
 from serving.index import update_index
 from tests.serving_support import assert_standard_ops
 
@@ -44,7 +45,7 @@ def states(summary):
 
 
 def pushed_versions(config):
-    return sorted(os.listdir(config.serving_dir)) if os.path.isdir(config.serving_dir) else []
+    return sorted(str(v) for v in versions_on_disk(config.serving_dir))
 
 
 @pytest.fixture(scope="module")

@@ -366,7 +366,7 @@ def test_index_adds_cvs_and_the_server_picks_them_up(server, tmp_path):
                                "(the header is 'id,body'; cvs files have cv_id,text)"),
     (b"cv_id,text\ncv-1,one,two\n", "line 2: 3 fields"),
     (b"cv_id,text\ncv-1,\n", "line 2: field 'text' is empty"),
-    (b"cv_id,text\n", "line 1: the file has a header and no rows"),
+    (b"cv_id,text\n", "bad.csv: header only, no rows"),
     (b"", "the file is empty"),
     (b"cv_id,text\ncv-1,a\ncv-1,b\n", "line 3: cv_id cv-1 is repeated (first at"),
 ])
