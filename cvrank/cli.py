@@ -262,11 +262,16 @@ def _cmd_index(args: argparse.Namespace) -> int:
     config = PipelineConfig.create({"workspace": args.workspace} if args.workspace else {})
     base = os.path.abspath(args.model_base_path) if args.model_base_path else config.serving_dir
     from orchestration.workspace_lock import WorkspaceBusy
+    from serving.base_path import BasePathError
 
     try:
         with _writer_lock(config, "cvrank index"):
             result = update_index(args.cvs, base, config.metadata_path, config.pipeline_name)
-    except (CvFileError, IndexUpdateError, WorkspaceBusy) as err:
+    except BasePathError as err:  # recorded, the rename failed: the next run publishes it
+        print(f"cvrank index: {err}; the update is recorded and the next `cvrank run` publishes it",
+              file=sys.stderr)
+        return 1
+    except (CvFileError, IndexUpdateError, WorkspaceBusy, OSError) as err:
         print(f"cvrank index: {err}", file=sys.stderr)
         print("cvrank index: nothing was pushed; the served model is unchanged.", file=sys.stderr)
         return 3 if isinstance(err, WorkspaceBusy) else 2
@@ -276,23 +281,29 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serving_target(args: argparse.Namespace):
-    """(config, model base path, ML Metadata store) of a `cvrank serving` command."""
+def _serving_target(args: argparse.Namespace, write: bool = False):
+    """(config, model base path, ML Metadata store) of a `cvrank serving` command. Without `write` the
+    store is opened read-only, and a workspace without one reads as having no records."""
     from config import PipelineConfig
     from metadata import mlmd
 
     config = PipelineConfig.create({"workspace": args.workspace} if args.workspace else {})
     base = os.path.abspath(args.model_base_path) if args.model_base_path else config.serving_dir
-    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
-    return config, base, mlmd.sqlite_store(config.metadata_path)
+    if write:
+        os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+        return config, base, mlmd.sqlite_store(config.metadata_path)
+    if not os.path.exists(config.metadata_path):
+        return config, base, mlmd.empty_store()
+    return config, base, mlmd.sqlite_store(config.metadata_path, read_only=True)
 
 
-def _writer_lock(config, what: str):
-    """The workspace lock for a command that writes (`what` names it to other writers), taken at once.
-    Raises WorkspaceBusy when a run or another command holds it."""
+def _writer_lock(config, what: str, wait: bool = False):
+    """The workspace lock for a command that writes (`what` names it to other writers). Raises
+    WorkspaceBusy when a run or another command holds it, at once unless `wait`."""
     from orchestration.workspace_lock import WorkspaceLock
 
-    return WorkspaceLock(config.workspace, config.pipeline_name, what, hint="try again when it has finished")
+    return WorkspaceLock(config.workspace, config.pipeline_name, what, wait=wait,
+                         hint="try again when it has finished, or pass --wait")
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:
@@ -307,14 +318,19 @@ def _cmd_gc(args: argparse.Namespace) -> int:
         print(f"cvrank gc: no ML Metadata store at {config.metadata_path}; nothing to collect")
         return 0
     try:
-        with _writer_lock(config, "cvrank gc"):
+        with _writer_lock(config, "cvrank gc", wait=args.wait):
             store = mlmd.sqlite_store(config.metadata_path)
-            protected = []
-            for row in pushes.list_versions(store, config.serving_dir):
-                if row.record is not None and row.state != "deleted":
-                    protected.append(row.record.artifact.uri)
-                    if row.record.model_uri and os.path.isabs(row.record.model_uri):
-                        protected.append(row.record.model_uri)
+            if not args.dry_run:  # what killed runs left is garbage too, once recovered
+                from orchestration.recovery import recover_orphaned_executions
+
+                for recovered in recover_orphaned_executions(store, config.pipeline_name, config.pipeline_root,
+                                                             "cvrank gc"):
+                    print(f"cvrank gc: recovered: {recovered.describe()}")
+                for note in pushes.reconcile(store, config.serving_dir):
+                    print(f"cvrank gc: recovered: {note}")
+            # A served or set-aside version keeps its push record and, through lineage, its model and data.
+            protected = [row.record.artifact.uri for row in pushes.list_versions(store, config.serving_dir)
+                         if row.record is not None and row.state != "deleted"]
             report = collect_garbage(store, config.pipeline_name, config.pipeline_root, args.keep_runs,
                                      protected, dry_run=args.dry_run)
     except WorkspaceBusy as err:
@@ -331,13 +347,16 @@ def _cmd_serving_versions(args: argparse.Namespace) -> int:
     """Lists every version of the model base path with the run, model, MAP and blessing that made it."""
     from serving import pushes
 
-    _, base, store = _serving_target(args)
+    config, base, store = _serving_target(args)
     rows = pushes.list_versions(store, base)
     if not rows:
         print(f"cvrank serving: no versions under {base}")
         return 0
     print(f"model base path {base}")
     print(pushes.format_versions(rows))
+    for rollback in pushes.rollback_history(store, config.pipeline_name):
+        retired = f", set aside {rollback['retired']}" if rollback["retired"] else ""
+        print(f"rollback: version {rollback['served_after']} served (was {rollback['served_before']}){retired}")
     return 0
 
 
@@ -378,7 +397,7 @@ def _cmd_serving_rollback(args: argparse.Namespace) -> int:
 
     from orchestration.workspace_lock import WorkspaceBusy
 
-    config, base, store = _serving_target(args)
+    config, base, store = _serving_target(args, write=True)
     try:
         with _writer_lock(config, f"cvrank serving rollback {args.version}"):
             result = pushes.rollback(store, base, config.pipeline_name, args.version)
@@ -464,7 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_index)
 
     p = sub.add_parser("gc", help="remove artifacts that no pushed model and none of the last runs use")
-    _add_config_args(p)
+    p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="a setting, e.g. pipeline_name")
+    p.add_argument("--wait", action="store_true", help="when a run holds the workspace, wait for it")
+    p.set_defaults(data=None)
     p.add_argument("--keep-runs", type=int, default=DEFAULT_KEEP_RUNS, metavar="N",
                    help="keep everything the last N runs used or produced (default %(default)s)")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed; change nothing")

@@ -29,6 +29,9 @@ DOWNSTREAM = metadata_store_pb2.LineageSubgraphQueryOptions.DOWNSTREAM
 BIDIRECTIONAL = metadata_store_pb2.LineageSubgraphQueryOptions.BIDIRECTIONAL
 
 PUSHED_MODEL_TYPE = "PushedModel"  # TFX's type name
+# A string custom property of an output artifact: a JSON list of sentences, the data warnings of the node
+# that produced it ("[]" when none). FileCheck and DataCheck set it; the run summary prints it.
+WARNINGS_PROPERTY = "warnings"
 MAX_STARTING_NODES = 100  # get_lineage_subgraph's limit
 MAX_NUM_HOPS = 100  # TFX's limit for lineage tracing
 
@@ -58,6 +61,13 @@ def sqlite_store(path: str, read_only: bool = False) -> metadata_store.MetadataS
         config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     else:
         config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return metadata_store.MetadataStore(config)
+
+
+def empty_store() -> metadata_store.MetadataStore:
+    """An empty in-memory store: what a reader sees of a workspace that has no store yet."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.fake_database.SetInParent()
     return metadata_store.MetadataStore(config)
 
 
@@ -252,16 +262,6 @@ def producer(store: metadata_store.MetadataStore, artifact_id: int):
 # -- pushed models ----------------------------------------------------------------------------------
 
 
-def pushed_model_by_destination(store: metadata_store.MetadataStore, version_dir: str) -> Optional[Artifact]:
-    """The newest PushedModel artifact (TFX Pusher's or `cvrank index`'s) whose `pushed` is 1 and whose
-    `pushed_destination` is `version_dir` (compared as absolute paths), or None."""
-    version_dir = os.path.abspath(version_dir)
-    found = [a for a in store.get_artifacts_by_type(PUSHED_MODEL_TYPE)
-             if a.custom_properties["pushed_destination"].string_value == version_dir
-             and a.custom_properties["pushed"].int_value == 1]
-    return max(found, key=lambda a: a.id) if found else None
-
-
 # -- recording executions ---------------------------------------------------------------------------
 
 
@@ -389,6 +389,12 @@ def execution_node_and_run(store: metadata_store.MetadataStore, pipeline_name: s
         elif ctx.type_id == run_type_id:
             run_id = ctx.name
     return node_id, run_id
+
+
+def execution_run_id(store: metadata_store.MetadataStore, execution_id: int) -> Optional[str]:
+    """The run id (the "pipeline_run" context's name) of execution `execution_id`, or None."""
+    run_type_id = _context_type_id(store, "pipeline_run")
+    return next((c.name for c in store.get_contexts_by_execution(execution_id) if c.type_id == run_type_id), None)
 
 
 def referenced_artifact_ids(store: metadata_store.MetadataStore, execution_ids: Sequence[int]) -> set[int]:

@@ -125,6 +125,7 @@ def recover_workspace(store, pipeline_ir, note_context: str) -> List[str]:
     `pipeline_ir`: orphaned executions are recovered (`recover_orphaned_executions`) and each Pusher's
     staged versions are published when recorded or removed when not (`serving.pushes.reconcile`).
     Returns one sentence per thing put right."""
+    # Here rather than at the top: the runner imports TFX, which recovery of executions alone does not need.
     from orchestration import runner
     from serving import pushes
 

@@ -11,7 +11,6 @@ from evaluation.results import OVERALL, SliceName, load_slice_metrics
 from metadata import mlmd
 from serving import pushes
 
-WARNINGS_PROPERTY = "warnings"  # JSON list of sentences on an output artifact (FileCheck, DataCheck)
 
 
 @dataclasses.dataclass
@@ -97,8 +96,8 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: str, node_order: L
     for node in node_order:
         for artifacts in outputs(node).values():
             for artifact in artifacts:
-                if WARNINGS_PROPERTY in artifact.custom_properties:
-                    warnings += json.loads(artifact.custom_properties[WARNINGS_PROPERTY].string_value or "[]")
+                if mlmd.WARNINGS_PROPERTY in artifact.custom_properties:
+                    warnings += json.loads(artifact.custom_properties[mlmd.WARNINGS_PROPERTY].string_value or "[]")
 
     push = served = ""
     if "Pusher" in node_order:

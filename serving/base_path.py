@@ -49,10 +49,12 @@ def versions_on_disk(base_path: str) -> Dict[int, str]:
 
 
 def staging_dir(base_path: str) -> str:
+    """The directory holding versions being written: `<base>/.cvrank/staging`."""
     return os.path.join(base_path, CONTROL_DIR, "staging")
 
 
 def retired_dir(base_path: str) -> str:
+    """The directory holding versions a rollback set aside: `<base>/.cvrank/retired`."""
     return os.path.join(base_path, CONTROL_DIR, "retired")
 
 
@@ -115,6 +117,19 @@ def _next_version(base_path: str) -> int:
     return version
 
 
+def file_digest(path: str, fsync: bool = False) -> tuple[int, str]:
+    """(size in bytes, SHA-256 hex digest) of the file at `path`; with `fsync`, also flushes it to disk."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+        if fsync:
+            os.fsync(f.fileno())
+    return size, digest.hexdigest()
+
+
 def _sync_tree(root: str) -> Manifest:
     """fsyncs every file and directory under `root` and returns their sizes and SHA-256 digests."""
     manifest: Manifest = {}
@@ -122,14 +137,8 @@ def _sync_tree(root: str) -> Manifest:
         dirnames.sort()
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
-            digest = hashlib.sha256()
-            size = 0
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-                    size += len(block)
-                os.fsync(f.fileno())
-            manifest[os.path.relpath(path, root)] = {"bytes": size, "sha256": digest.hexdigest()}
+            size, digest = file_digest(path, fsync=True)
+            manifest[os.path.relpath(path, root)] = {"bytes": size, "sha256": digest}
         _fsync_dir(dirpath)
     return manifest
 
@@ -227,11 +236,7 @@ def check_files(version_dir: str, manifest: Manifest) -> List[str]:
         if size != expected["bytes"]:
             problems.append(f"{rel} has {size:,} bytes, {expected['bytes']:,} at push time")
             continue
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != expected["sha256"]:
+        if file_digest(path)[1] != expected["sha256"]:
             problems.append(f"{rel} differs from the pushed file (SHA-256 mismatch)")
     for dirpath, _, filenames in os.walk(version_dir):
         for name in filenames:
@@ -242,8 +247,10 @@ def check_files(version_dir: str, manifest: Manifest) -> List[str]:
 
 
 def manifest_to_json(manifest: Manifest) -> str:
+    """`manifest` as compact JSON (how push records store it)."""
     return json.dumps(manifest, sort_keys=True, separators=(",", ":"))
 
 
 def manifest_from_json(text: str) -> Manifest:
+    """The manifest stored by `manifest_to_json` ({} for an empty text)."""
     return json.loads(text) if text else {}

@@ -16,7 +16,6 @@ model and which CV files a served version holds. The version is written under a 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import tempfile
@@ -47,14 +46,6 @@ class IndexResult:
     replaced: int
     index_size: int
     execution_id: int
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _merge(old_ids: np.ndarray, old_vectors: np.ndarray, old_snippets: np.ndarray, cvs: List[Cv],
@@ -125,16 +116,16 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
 def _record(store, pipeline_name: str, source_dir: str, files: List[str], final_dir: str, version: int,
             manifest, n_cvs: int, index_size: int) -> int:
     """Records the update (COMPLETE) with its inputs and its output; returns the execution id."""
-    source = mlmd.pushed_model_by_destination(store, source_dir)
+    record = pushes.push_records(store, os.path.dirname(source_dir)).get(int(os.path.basename(source_dir)))
     inputs = []
-    if source is not None:
-        inputs.append(("source_model", source))
+    if record is not None:
+        inputs.append(("source_model", record.artifact))
     else:
         log.warning("%s is not recorded in ML Metadata as a pushed model; lineage starts at this update",
                     source_dir)
     for path in files:
         inputs.append(("cvs", mlmd.new_artifact(store, CV_FILE_TYPE, os.path.abspath(path),
-                                                {"sha256": _sha256(path)})))
+                                                {"sha256": base_path.file_digest(path)[1]})))
     # TFX's PushedModel type and properties, so index versions and Pusher versions look alike.
     output = mlmd.new_artifact(store, mlmd.PUSHED_MODEL_TYPE, final_dir, {
         **pushes.push_properties(version, final_dir, manifest), "index_size": index_size, "cvs_added": n_cvs})

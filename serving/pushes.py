@@ -81,12 +81,6 @@ class PushRecord:
         return datetime.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
 
 
-def _run_id(store, execution_id: int) -> Optional[str]:
-    contexts = store.get_contexts_by_execution(execution_id)
-    names = {t.id: t.name for t in store.get_context_types_by_id(list({c.type_id for c in contexts}))}
-    return next((c.name for c in contexts if names.get(c.type_id) == "pipeline_run"), None)
-
-
 def push_records(store, base_path: str) -> Dict[int, PushRecord]:
     """{version: record} of every PushedModel (pushed = 1) whose destination is a version directory of
     `base_path`; for a number recorded twice, the newest record."""
@@ -115,7 +109,7 @@ def push_records(store, base_path: str) -> Dict[int, PushRecord]:
         else:
             model_uri = model.uri if model is not None else None
         records[int(name)] = PushRecord(artifact, execution, type_name,
-                                        _run_id(store, execution.id) if execution else None, model_uri, blessed)
+                                        mlmd.execution_run_id(store, execution.id) if execution else None, model_uri, blessed)
     return records
 
 
@@ -123,8 +117,8 @@ def push_records(store, base_path: str) -> Dict[int, PushRecord]:
 
 
 def reconcile(store, base_path: str) -> List[str]:
-    """Publishes each staged version of `base_path` whose push is recorded as COMPLETE in ML Metadata and
-    removes every other staged version (its push failed or its process died). Call it only while
+    """Publishes each staged version of `base_path` whose push is recorded as COMPLETE in ML Metadata, with
+    files matching the record, and removes every other staged version (its push failed or its process died). Call it only while
     holding the workspace lock, so no push is in progress. Returns one sentence per action."""
     staged = bp.staged_versions(base_path)
     if not staged:
@@ -133,7 +127,10 @@ def reconcile(store, base_path: str) -> List[str]:
     notes = []
     for version in sorted(staged):
         record = records.get(version)
-        if record is not None and record.complete:
+        # The files must also be the ones recorded: a number can be recorded twice when the base path was
+        # deleted and numbering started again.
+        if record is not None and record.complete and record.manifest and not bp.check_files(
+                staged[version], record.manifest):
             bp.publish_version(base_path, version)
             notes.append(f"version {version}: its push was recorded, so it is now published")
         else:
@@ -148,6 +145,8 @@ def reconcile(store, base_path: str) -> List[str]:
 
 @dataclasses.dataclass
 class VersionCheck:
+    """The result of checking one version directory: `problems` (empty when intact) and `checked`, how it
+    was checked."""
     version: int
     path: str
     record: Optional[PushRecord]
@@ -224,6 +223,7 @@ def served_line(checks: List[VersionCheck]) -> str:
 
 @dataclasses.dataclass
 class VersionRow:
+    """A version of a model base path, its state and its push record (None when not recorded)."""
     version: int
     state: str  # served, present, retired, deleted
     record: Optional[PushRecord]
@@ -247,6 +247,7 @@ def list_versions(store, base_path: str) -> List[VersionRow]:
 
 
 def format_versions(rows: List[VersionRow]) -> str:
+    """`rows` as a table for a terminal, one line per version."""
     header = f"{'version':>8}  {'state':<8}  {'pushed at':<19}  {'run':<26}  {'MAP':>7}  {'blessed':<7}  model"
     lines = [header]
     for row in rows:
@@ -264,6 +265,7 @@ def format_versions(rows: List[VersionRow]) -> str:
 
 @dataclasses.dataclass
 class RollbackResult:
+    """What a rollback did: the served version before and after, versions set aside and brought back."""
     served_before: Optional[int]
     served_after: int
     retired: List[int]
@@ -289,7 +291,9 @@ def rollback(store, base_path: str, pipeline_name: str, version: int) -> Rollbac
     if not check.ok:
         raise RollbackError(f"version {version} is broken ({'; '.join(check.problems)}); not serving it")
     served_before = max(present) if present else None
-    to_retire = sorted((v for v in present if v > version), reverse=True)
+    # Oldest first, and the target restored before any: the newest present version, which a server
+    # loads, only ever steps straight from the old served version to `version`.
+    to_retire = sorted(v for v in present if v > version)
     to_restore = [version] if version in retired else []
     inputs = [("served", records[version].artifact)] if version in records else []
     inputs += [("retired", records[v].artifact) for v in to_retire if v in records]
@@ -300,15 +304,18 @@ def rollback(store, base_path: str, pipeline_name: str, version: int) -> Rollbac
             "restored": ",".join(map(str, to_restore))})
     done: List[tuple] = []
     try:
-        for v in to_retire:
-            bp.retire_version(base_path, v)
-            done.append((bp.restore_version, v))
         for v in to_restore:
             bp.restore_version(base_path, v)
             done.append((bp.retire_version, v))
+        for v in to_retire:
+            bp.retire_version(base_path, v)
+            done.append((bp.restore_version, v))
     except BaseException:
         for undo, v in reversed(done):
-            undo(base_path, v)
+            try:
+                undo(base_path, v)
+            except OSError:  # keep undoing the rest; the original error is the one to report
+                pass
         mlmd.finish_execution(store, execution_id, mlmd.Execution.FAILED)
         raise
     mlmd.finish_execution(store, execution_id, mlmd.Execution.COMPLETE)

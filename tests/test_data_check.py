@@ -34,6 +34,7 @@ from components.data_check import checks, coverage, report
 from config import PROJECT_ROOT, PipelineConfig
 from dataset.files import InputFileError
 from metadata import mlmd
+from orchestration.summary import summarize
 from orchestration import runner
 from pipeline.pipeline import create_pipeline
 
@@ -670,6 +671,10 @@ def test_jobs_without_relevant_cv_are_left_out_with_warnings_in_mlmd(tmp_path, c
     for warning in expected:
         assert f"DataCheck: {warning}" in [r.getMessage() for r in caplog.records
                                            if r.levelno == logging.WARNING]
+    # The run summary prints them.
+    summary = summarize(config.metadata_path, config.pipeline_name, "all-zero", list(VALIDATION_NODES))
+    assert summary.warnings == expected
+    assert f"warning: {expected[0]}" in summary.format().splitlines()
 
     artifact = standard_artifacts.Examples()
     artifact.set_mlmd_artifact(mlmd_artifact)

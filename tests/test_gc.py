@@ -11,6 +11,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from metadata import mlmd
+from serving.base_path import versions_on_disk
 from orchestration.gc import DEFAULT_KEEP_RUNS, collect_garbage
 from tests.pipeline_store_support import CACHED, FAILED, RUNNING, PipelineStore, tree
 
@@ -183,7 +184,7 @@ def test_a_run_after_gc_of_a_real_pipeline_succeeds_and_re_executes_what_went(tm
     second = run(tiny_config(tmp_path / "ws", epochs=3))
     assert second["GloveTrainer"] == "COMPLETE" and second["CooccurrenceGen"] == "CACHED", second
 
-    served = [os.path.join(first.serving_dir, v) for v in sorted(os.listdir(first.serving_dir))]
+    served = sorted(versions_on_disk(first.serving_dir).values())
     assert served
     served_before = tree(first.serving_dir)
     store = mlmd.sqlite_store(first.metadata_path)

@@ -20,6 +20,7 @@ from ml_metadata import errors
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from metadata import mlmd
+from serving import pushes
 
 PIPELINE = "p"
 
@@ -306,20 +307,6 @@ def test_mlmd_producer_is_the_first_execution_that_output_the_artifact(graph):
 # -- pushed models and recording executions ---------------------------------------------------------
 
 
-def test_mlmd_pushed_model_by_destination(graph, monkeypatch, tmp_path):
-    store, a = graph.store, graph.a
-    version_1 = os.path.join(graph.serving_dir, "1")
-    assert mlmd.pushed_model_by_destination(store, version_1).id == a["pushed_model"]
-    monkeypatch.chdir(tmp_path)
-    assert mlmd.pushed_model_by_destination(store, os.path.join("serving", "1")).id == a["pushed_model"]
-    assert mlmd.pushed_model_by_destination(store, os.path.join(graph.serving_dir, "2")) is None
-    pushed_type = store.get_artifact_type("PushedModel").id
-    not_pushed = graph.artifact("not_pushed", pushed_type, pushed=0, pushed_destination=version_1)
-    newer = graph.artifact("newer", pushed_type, pushed=1, pushed_destination=version_1)
-    [_, newer_id] = store.put_artifacts([not_pushed, newer])
-    assert mlmd.pushed_model_by_destination(store, version_1).id == newer_id
-
-
 def test_mlmd_new_artifact_registers_its_type_and_is_not_stored(store):
     # A type registered with properties (as TFX does for some) is reused as it is.
     with_props = pb.ArtifactType(name="Model")
@@ -401,7 +388,8 @@ def test_index_records_its_update_through_mlmd(graph, tmp_path):
     manifest = {"saved_model.pb": {"bytes": 3, "sha256": "ab"}}
     execution_id = index._record(store, PIPELINE, os.path.join(graph.serving_dir, "1"), [str(cv_path)], final_dir,
                                  7, manifest, 1, 5)
-    execution, type_name, inputs = mlmd.producer(store, mlmd.pushed_model_by_destination(store, final_dir).id)
+    pushed = pushes.push_records(store, graph.serving_dir)[7].artifact
+    execution, type_name, inputs = mlmd.producer(store, pushed.id)
     assert (execution.id, type_name, execution.last_known_state) == (
         execution_id, "cvrank.CvIndexUpdate", pb.Execution.COMPLETE)
     assert {k: v.string_value for k, v in execution.custom_properties.items()} == {
@@ -410,7 +398,6 @@ def test_index_records_its_update_through_mlmd(graph, tmp_path):
     assert (cv_file.uri, cv_file.custom_properties["sha256"].string_value) == (
         str(cv_path), "3c8ff43821fbdbcb5ff740c3e0ab5b93a272049d2b5c4fe0a31e67be0e76f283")
     assert [x.id for x in inputs["source_model"]] == [a["pushed_model"]]
-    pushed = mlmd.pushed_model_by_destination(store, final_dir)
     assert {k: getattr(v, v.WhichOneof("value")) for k, v in pushed.custom_properties.items()} == {
         "pushed": 1, "pushed_version": "7", "pushed_destination": final_dir, "index_size": 5, "cvs_added": 1,
         "cvrank_manifest": '{"saved_model.pb":{"bytes":3,"sha256":"ab"}}'}

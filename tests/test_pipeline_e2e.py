@@ -15,6 +15,7 @@ from orchestration.summary import summarize
 from ml_metadata.proto import metadata_store_pb2
 from components.data_check import DataValidationError
 from dataset.files import InputFileError
+from serving import pushes
 from serving.base_path import versions_on_disk
 from serving.index import update_index
 from tests.serving_support import assert_standard_ops
@@ -45,7 +46,7 @@ def states(summary):
 
 
 def pushed_versions(config):
-    return sorted(str(v) for v in versions_on_disk(config.serving_dir))
+    return [str(v) for v in sorted(versions_on_disk(config.serving_dir))]
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +194,7 @@ def test_index_update_pushes_a_version_with_lineage_to_the_trained_model(first_r
     assert top[0] == b"cv-added-1"
 
     store = mlmd.sqlite_store(config.metadata_path)
-    pushed = mlmd.pushed_model_by_destination(store, result.path)
+    pushed = pushes.push_records(store, config.serving_dir)[result.version].artifact
     execution, exec_type, inputs = mlmd.producer(store, pushed.id)
     assert exec_type == "cvrank.CvIndexUpdate"
     assert execution.last_known_state == metadata_store_pb2.Execution.COMPLETE

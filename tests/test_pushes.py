@@ -153,7 +153,7 @@ def test_rollback_and_back_moves_versions_and_records_both(setup):
     for _ in range(3):
         push(store, base, model)
     result = pushes.rollback(store, base, PIPELINE, 1)
-    assert (result.served_before, result.served_after, result.retired, result.restored) == (3, 1, [3, 2], [])
+    assert (result.served_before, result.served_after, result.retired, result.restored) == (3, 1, [2, 3], [])
     assert bp.served_version(base) == 1 and sorted(bp.retired_versions(base)) == [2, 3]
     rows = pushes.list_versions(store, base)
     assert [(r.version, r.state) for r in rows] == [(3, "retired"), (2, "retired"), (1, "served")]
@@ -162,7 +162,7 @@ def test_rollback_and_back_moves_versions_and_records_both(setup):
     assert bp.served_version(base) == 3 and sorted(bp.retired_versions(base)) == [2]
     history = pushes.rollback_history(store, PIPELINE)
     assert [(h["served_before"], h["served_after"], h["retired"], h["restored"]) for h in history] == [
-        ("3", "1", "3,2", ""), ("1", "3", "", "3")]
+        ("3", "1", "2,3", ""), ("1", "3", "", "3")]
     # The rollback's lineage: the PushedModel records it served and set aside.
     records = pushes.push_records(store, base)
     inputs = mlmd.execution_inputs(store, result.execution_id)
@@ -184,6 +184,32 @@ def test_rollback_refuses_missing_or_broken_versions_and_changes_nothing(setup):
     assert sorted(bp.versions_on_disk(base)) == [1, 2] and pushes.rollback_history(store, PIPELINE) == []
 
 
+def test_push_records_take_the_newest_record_of_a_number_and_skip_unpushed_ones(setup):
+    store, base, model = setup
+    push(store, base, model)
+    destination = os.path.join(base, "1")
+    not_pushed = mlmd.new_artifact(store, mlmd.PUSHED_MODEL_TYPE, destination,
+                                   {"pushed": 0, "pushed_destination": destination})
+    again = mlmd.new_artifact(store, mlmd.PUSHED_MODEL_TYPE, destination,
+                              pushes.push_properties(1, destination, {}))
+    elsewhere = mlmd.new_artifact(store, mlmd.PUSHED_MODEL_TYPE, "/elsewhere/1",
+                                  pushes.push_properties(1, "/elsewhere/1", {}))
+    mlmd.put_execution_with_lineage(store, "Pusher", PIPELINE, [], [("a", again), ("b", elsewhere), ("c", not_pushed)])
+    [newest] = [a for a in store.get_artifacts_by_type(mlmd.PUSHED_MODEL_TYPE)
+                if a.uri == destination and a.custom_properties["pushed"].int_value == 1 and
+                a.custom_properties[pushes.MANIFEST_PROPERTY].string_value == "{}"]
+    assert list(pushes.push_records(store, base)) == [1]
+    assert pushes.push_records(store, base)[1].artifact.id == newest.id
+
+
+def test_reconcile_removes_a_staged_copy_that_differs_from_its_record(setup):
+    store, base, model = setup
+    version = push(store, base, model, publish=False)
+    os.remove(os.path.join(bp.staged_versions(base)[version], "variables", "variables.index"))
+    assert "partial copy was removed" in pushes.reconcile(store, base)[0]
+    assert bp.versions_on_disk(base) == {} and bp.staged_versions(base) == {}
+
+
 def test_list_versions_joins_records_with_the_directory(setup):
     store, base, model = setup
     push(store, base, model)
@@ -195,3 +221,12 @@ def test_list_versions_joins_records_with_the_directory(setup):
         (7, "served", False), (2, "present", True), (1, "deleted", True)]
     text = pushes.format_versions(rows)
     assert "not recorded" in text.splitlines()[1] and "0.5000" in text.splitlines()[2]
+
+
+def test_the_pipelines_pusher_is_found_with_its_model_base_path(tmp_path):
+    from config import PROJECT_ROOT, PipelineConfig
+    from orchestration import runner
+    from pipeline.pipeline import create_pipeline
+
+    config = PipelineConfig.create({"workspace": str(tmp_path), "data_dir": os.path.join(PROJECT_ROOT, "tests", "data", "tiny")})
+    assert runner.push_base_paths(runner.compile_pipeline(create_pipeline(config))) == [config.serving_dir]

@@ -111,8 +111,8 @@ def test_recovery_keeps_what_a_live_artifact_points_into_and_what_lies_outside_t
 def test_recovery_leaves_other_pipelines_and_executions_outside_a_node(ps, tmp_path):
     other = PipelineStore(ps.store, str(tmp_path / "pipelines" / "other"), name="other")
     theirs = other.execute("run-x", "Trainer", RUNNING, outputs={"model": "m"})
-    # `cvrank index` records its update RUNNING in the pipeline context only, while it writes.
-    index_update = mlmd.put_execution_with_lineage(ps.store, "cvrank.IndexUpdate", "cvrank", [], [])
+    # A rollback interrupted by a kill stays RUNNING in the pipeline context only (no node context).
+    index_update = mlmd.put_execution_with_lineage(ps.store, "cvrank.ServingRollback", "cvrank", [], [])
     ours = ps.execute("run-1", "Trainer", RUNNING, outputs={"model": "m2"})
     assert [r.execution_id for r in recover_orphaned_executions(ps.store, "cvrank", ps.root, "run run-2")] == [ours]
     states = _states(ps.store)

@@ -27,6 +27,7 @@ from components.data_check import checks
 from components.data_check import coverage
 from components.data_check import report
 from components.data_check.report import DataValidationError
+from metadata import mlmd
 
 # Key names repeat component.py's: the component module imports this one.
 TEXTS_KEY = 'texts'
@@ -41,9 +42,8 @@ RELEVANCE_THRESHOLD_KEY = 'relevance_threshold'
 EVAL_SPLIT_KEY = 'eval_split'
 SLICE_FEATURES_KEY = 'slice_features'
 
-# Custom properties of `ranking_examples`: a JSON list of warning sentences ("[]" when none), and
-# per jobs split the number of jobs left out for having no relevant CV.
-WARNINGS_PROPERTY = 'warnings'
+# Custom properties of `ranking_examples`, besides mlmd.WARNINGS_PROPERTY: per jobs split, the number
+# of jobs left out for having no relevant CV.
 JOBS_WITHOUT_RELEVANT_PREFIX = 'num_jobs_without_relevant_'
 
 # Split names of the texts examples; each is its own dataset file kind.
@@ -213,7 +213,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                           slice_features, relevance_threshold)
     problems = summary.problems + uncovered
     # Set even when empty: "[]" says the data was checked and nothing was found.
-    output.set_string_custom_property(WARNINGS_PROPERTY, json.dumps(warnings))
+    output.set_string_custom_property(mlmd.WARNINGS_PROPERTY, json.dumps(warnings))
     if anomalies or problems:
       message = report.format_report(anomalies, problems, warnings)
       logging.error('%s', message)

@@ -11,9 +11,6 @@ ROWS_PREFIX = 'rows_'
 # String custom properties: the checked directory and its fingerprint (dataset.files.fingerprint).
 INPUT_BASE = 'input_base'
 FINGERPRINT = 'fingerprint'
-# String custom property: a JSON list of sentences, the data warnings of the check ("[]" when none),
-# e.g. "<path>: header only, no rows; ignored".
-WARNINGS = 'warnings'
 
 
 class DatasetFiles(Artifact):

@@ -20,6 +20,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from components.file_check import artifacts
+from metadata import mlmd
 from components.file_check import spec
 from dataset import files
 
@@ -66,6 +67,6 @@ class Executor(base_executor.BaseExecutor):
     output.set_string_custom_property(artifacts.FINGERPRINT,
                                       exec_properties.get(spec.FINGERPRINT_KEY) or '')
     # Set even when empty: "[]" says the files were checked and nothing was found.
-    output.set_string_custom_property(artifacts.WARNINGS, json.dumps(sentences))
+    output.set_string_custom_property(mlmd.WARNINGS_PROPERTY, json.dumps(sentences))
     logging.info('FileCheck: %d files valid (%s); %d warnings', len(summaries),
                  ', '.join(f'{kind}: {n} rows' for kind, n in rows.items()), len(sentences))
