@@ -66,7 +66,7 @@ def run_node(ir_path: str, node_id: str) -> None:
     with open(ir_path, "rb") as f:
         bound.ParseFromString(f.read())
     pipeline_name = bound.pipeline_info.id
-    pipeline_root = bound.runtime_spec.pipeline_root.field_value.string_value
+    pipeline_root = runner.pipeline_root(bound)
     run_id = bound.runtime_spec.pipeline_run_id.field_value.string_value
     connection = runner_utils.extract_local_deployment_config(bound).metadata_connection_config
     metadata_path = getattr(connection, connection.WhichOneof("connection_config")).sqlite.filename_uri

@@ -130,8 +130,7 @@ def recover_workspace(store, pipeline_ir, note_context: str) -> List[str]:
     from serving import pushes
 
     notes = [r.describe() for r in recover_orphaned_executions(
-        store, pipeline_ir.pipeline_info.id, pipeline_ir.runtime_spec.pipeline_root.field_value.string_value,
-        note_context)]
+        store, pipeline_ir.pipeline_info.id, runner.pipeline_root(pipeline_ir), note_context)]
     for base in runner.push_base_paths(pipeline_ir):
         notes += pushes.reconcile(store, base)
     return notes

@@ -40,6 +40,13 @@ def bind_run_id(pipeline_ir: pipeline_pb2.Pipeline, run_id: str) -> pipeline_pb2
     return bound
 
 
+def pipeline_root(pipeline_ir: pipeline_pb2.Pipeline) -> str:
+    """The pipeline root of a compiled pipeline, bound or not (unbound, it is a runtime parameter's
+    default)."""
+    root = pipeline_ir.runtime_spec.pipeline_root
+    return root.field_value.string_value or root.runtime_parameter.default_value.string_value
+
+
 def node_ids(pipeline_ir: pipeline_pb2.Pipeline) -> list[str]:
     """Node ids in topological order (the order the compiler emits)."""
     return [n.pipeline_node.node_info.id for n in pipeline_ir.nodes]

@@ -229,4 +229,7 @@ def test_the_pipelines_pusher_is_found_with_its_model_base_path(tmp_path):
     from pipeline.pipeline import create_pipeline
 
     config = PipelineConfig.create({"workspace": str(tmp_path), "data_dir": os.path.join(PROJECT_ROOT, "tests", "data", "tiny")})
-    assert runner.push_base_paths(runner.compile_pipeline(create_pipeline(config))) == [config.serving_dir]
+    pipeline_ir = runner.compile_pipeline(create_pipeline(config))
+    assert runner.push_base_paths(pipeline_ir) == [config.serving_dir]
+    assert runner.pipeline_root(pipeline_ir) == config.pipeline_root
+    assert runner.pipeline_root(runner.bind_run_id(pipeline_ir, "r")) == config.pipeline_root

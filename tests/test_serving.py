@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 from config import PROJECT_ROOT
 from serving import rest_json
+from serving.base_path import versions_on_disk
 from tests.serving_support import (ServerProcess, assert_standard_ops, build_transform, copy_version,
                                    save_version, tiny_cvs, wait_for)
 
@@ -340,11 +341,11 @@ def test_index_adds_cvs_and_the_server_picks_them_up(server, tmp_path):
     cvs = tmp_path / "new.csv"
     cvs.write_text("\ufeffcv_id,text\r\ncv-new-777,\"Lighthouse keeper, fog signal maintenance, Fresnel lens "
                    "polishing\"\r\n", encoding="utf-8")
-    before = sorted(os.listdir(server.base))
+    before = sorted(map(str, versions_on_disk(server.base)))
     result = run_cli("index", "--cvs", str(cvs), "--model-base-path", str(server.base),
                      "--workspace", str(tmp_path / "ws"))
     assert result.returncode == 0, result.stderr
-    after = sorted(os.listdir(server.base))
+    after = sorted(map(str, versions_on_disk(server.base)))
     [new_version] = set(after) - set(before)
     assert "plus 1 new CVs" in result.stdout and new_version in result.stdout
 
