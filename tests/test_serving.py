@@ -350,8 +350,10 @@ def test_index_adds_cvs_and_the_server_picks_them_up(server, tmp_path):
     assert "plus 1 new CVs" in result.stdout and new_version in result.stdout
 
     def serving_new():
+        # By version: model status also lists versions that were tried and removed (END).
         entries = json.loads(server.get("/v1/models/cvrank")[1])["model_version_status"]
-        return entries[0]["version"] == new_version and entries[0]["state"] == "AVAILABLE"
+        return {"version": new_version, "state": "AVAILABLE"} in [
+            {"version": e["version"], "state": e["state"]} for e in entries]
     wait_for(serving_new, timeout=60)
     query = "lighthouse keeper fresnel lens fog signal"
     top = predict(server, {"instances": [query]})[1]["predictions"][0]
