@@ -118,7 +118,8 @@ def _run_locked(args, config, build, report, run_id, RunOutput, log_path) -> int
                 from orchestration.recovery import recover_workspace
 
                 store = mlmd.sqlite_store(metadata_path)
-                for note in recover_workspace(store, pipeline_ir, f"run {run_id}"):
+                for note in recover_workspace(store, pipeline_name, runner.pipeline_root(pipeline_ir),
+                                              runner.push_base_paths(pipeline_ir), f"run {run_id}"):
                     out.console.write(f"cvrank: recovered: {note}\n")
             order = runner.node_ids(pipeline_ir)
             runner.run_pipeline(pipeline, run_id=run_id, listener=Listener())
@@ -321,12 +322,10 @@ def _cmd_gc(args: argparse.Namespace) -> int:
         with _writer_lock(config, "cvrank gc", wait=args.wait):
             store = mlmd.sqlite_store(config.metadata_path)
             if not args.dry_run:  # what killed runs left is garbage too, once recovered
-                from orchestration.recovery import recover_orphaned_executions
+                from orchestration.recovery import recover_workspace
 
-                for recovered in recover_orphaned_executions(store, config.pipeline_name, config.pipeline_root,
-                                                             "cvrank gc"):
-                    print(f"cvrank gc: recovered: {recovered.describe()}")
-                for note in pushes.reconcile(store, config.serving_dir):
+                for note in recover_workspace(store, config.pipeline_name, config.pipeline_root,
+                                              [config.serving_dir], "cvrank gc"):
                     print(f"cvrank gc: recovered: {note}")
             # A served or set-aside version keeps its push record and, through lineage, its model and data.
             protected = [row.record.artifact.uri for row in pushes.list_versions(store, config.serving_dir)

@@ -73,7 +73,8 @@ def run_node(ir_path: str, node_id: str) -> None:
     with WorkspaceLock(_workspace_of(pipeline_root), pipeline_name, f"run {run_id}, task {node_id}", wait=True,
                        on_wait=lambda busy: logging.info("cvrank: waiting: %s", busy.description)):
         if os.path.exists(metadata_path):  # else nothing ever ran
-            for note in recover_workspace(mlmd.sqlite_store(metadata_path), bound, f"run {run_id}, task {node_id}"):
+            for note in recover_workspace(mlmd.sqlite_store(metadata_path), pipeline_name, pipeline_root,
+                                          runner.push_base_paths(bound), f"run {run_id}, task {node_id}"):
                 logging.warning("cvrank: recovered: %s", note)
         runner.launch_node(bound, node_id)
 

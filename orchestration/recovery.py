@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 
 from metadata import mlmd
+from serving import pushes
 from orchestration.pipeline_dirs import (EXECUTOR_EXECUTION, STATEFUL_WORKING_DIR, SYSTEM_DIR, PathSet,
                                          format_bytes, is_within, plain_name, remove_tree, stateful_working_dir_index,
                                          tree_size)
@@ -120,17 +121,13 @@ def _removable(paths: Iterable[str], pipeline_root: str, live_uris: PathSet) -> 
     return [p for p in paths if is_within(p, pipeline_root) and not live_uris.overlaps(p)]
 
 
-def recover_workspace(store, pipeline_ir, note_context: str) -> List[str]:
-    """Everything a run does before its first node, under the workspace lock, for the compiled pipeline
-    `pipeline_ir`: orphaned executions are recovered (`recover_orphaned_executions`) and each Pusher's
-    staged versions are published when recorded or removed when not (`serving.pushes.reconcile`).
+def recover_workspace(store, pipeline_name: str, pipeline_root: str, push_base_paths: Iterable[str],
+                      note_context: str) -> List[str]:
+    """What every writer does first, under the workspace lock: orphaned executions of `pipeline_name`
+    are recovered (`recover_orphaned_executions`) and the staged versions under each of
+    `push_base_paths` are published when recorded or removed when not (`serving.pushes.reconcile`).
     Returns one sentence per thing put right."""
-    # Here rather than at the top: the runner imports TFX, which recovery of executions alone does not need.
-    from orchestration import runner
-    from serving import pushes
-
-    notes = [r.describe() for r in recover_orphaned_executions(
-        store, pipeline_ir.pipeline_info.id, runner.pipeline_root(pipeline_ir), note_context)]
-    for base in runner.push_base_paths(pipeline_ir):
+    notes = [r.describe() for r in recover_orphaned_executions(store, pipeline_name, pipeline_root, note_context)]
+    for base in push_base_paths:
         notes += pushes.reconcile(store, base)
     return notes

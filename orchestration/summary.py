@@ -48,7 +48,7 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def _push_sentence(state: Optional[str], pushed, blessed: Optional[bool], pushed_version: Optional[str],
+def _push_sentence(state: Optional[str], blessed: Optional[bool], pushed_version: Optional[str],
                    records: Dict[int, pushes.PushRecord]) -> str:
     if state is None or state == "NOT RUN":
         return "none: the run stopped before the Pusher"
@@ -73,11 +73,10 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: str, node_order: L
     states = mlmd.run_node_states(store, pipeline_name, run_id)
     node_states = [(n, states.get(n, "NOT RUN")) for n in node_order]
 
-    def outputs(node: str) -> Dict[str, List[mlmd.Artifact]]:
-        return mlmd.run_node_outputs(store, pipeline_name, run_id, node)
+    outputs = {node: mlmd.run_node_outputs(store, pipeline_name, run_id, node) for node in node_order}
 
     def output(node: str, key: str):
-        arts = outputs(node).get(key, [])
+        arts = outputs.get(node, {}).get(key, [])
         return arts[0] if arts else None
 
     evaluation = output("Evaluator", "evaluation")
@@ -94,16 +93,16 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: str, node_order: L
 
     warnings: List[str] = []
     for node in node_order:
-        for artifacts in outputs(node).values():
+        for artifacts in outputs[node].values():
             for artifact in artifacts:
                 if mlmd.WARNINGS_PROPERTY in artifact.custom_properties:
                     warnings += json.loads(artifact.custom_properties[mlmd.WARNINGS_PROPERTY].string_value or "[]")
 
     push = served = ""
+    records = pushes.push_records(store, serving_dir) if serving_dir else {}
     if "Pusher" in node_order:
-        records = pushes.push_records(store, serving_dir) if serving_dir else {}
-        push = _push_sentence(states.get("Pusher"), pushed, blessed, pushed_version, records)
+        push = _push_sentence(states.get("Pusher"), blessed, pushed_version, records)
     if serving_dir:
-        served = pushes.served_line(pushes.verify(store, serving_dir, until_intact=True))
+        served = pushes.served_line(pushes.verify(store, serving_dir, until_intact=True, records=records))
     return RunSummary(run_id, node_states, metrics, blessed, pushed_version, model.uri if model else None,
                       push, served, warnings)

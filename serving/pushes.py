@@ -179,10 +179,12 @@ def check_version(version: int, path: str, record: Optional[PushRecord]) -> Vers
     return VersionCheck(version, path, record, [], f"{bp.SAVED_MODEL} parses (no file manifest recorded)")
 
 
-def verify(store, base_path: str, until_intact: bool = False) -> List[VersionCheck]:
+def verify(store, base_path: str, until_intact: bool = False,
+           records: Optional[Dict[int, PushRecord]] = None) -> List[VersionCheck]:
     """Checks the versions present under `base_path`, newest (the served one) first: all of them, or
-    with `until_intact` up to the first intact one (what a run summary needs)."""
-    records = push_records(store, base_path)
+    with `until_intact` up to the first intact one (what a run summary needs). `records` are
+    `push_records(store, base_path)` when the caller already has them."""
+    records = push_records(store, base_path) if records is None else records
     present = bp.versions_on_disk(base_path)
     checks = []
     for version in sorted(present, reverse=True):
