@@ -97,8 +97,13 @@ class PipelineConfig(Settings):
         "sif", description="Serving model: how word vectors make a document vector: mean, idf or sif "
                            "(smooth inverse frequency, first principal component removed)")
     top_k: int = Field(10, ge=1, description="Serving model: CVs returned per query")
+    hybrid_ranking: bool = Field(
+        True, description="Serving model: rank by embeddings fused with BM25 and pseudo-relevance feedback, "
+                          "weights fitted on the eval jobs (false: embedding cosine only)")
     # Evaluator.
     map_floor: float = Field(0.05, ge=0, le=1, description="Evaluator: a model is blessed only with MAP at least this")
+    bless_over_bm25: bool = Field(
+        False, description="Evaluator: bless only a model whose overall MAP is at least BM25's on the same jobs")
     map_tolerance: float = Field(0.01, ge=-1, le=1, description="Evaluator: largest MAP drop against the last blessed model that still blesses (negative: the MAP must rise by that much)")
 
     @pydantic.field_validator("data_dir", "workspace")
