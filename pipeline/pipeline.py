@@ -123,10 +123,11 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
 
     trainer = GloveTrainer(
         cooccurrence=cooccurrence.outputs["cooccurrence"], transform_graph=transform.outputs["transform_graph"],
-        cvs=texts_gen.outputs["examples"], embedding_dim=config.embedding_dim, epochs=config.epochs,
+        cvs=texts_gen.outputs["examples"], ranking_examples=data_check.outputs["ranking_examples"],
+        embedding_dim=config.embedding_dim, epochs=config.epochs,
         x_max=config.x_max, alpha=config.alpha, learning_rate=config.learning_rate,
         batch_size=config.batch_size, seed=config.seed, doc_weighting=config.doc_weighting,
-        top_k=config.top_k)
+        top_k=config.top_k, hybrid_ranking=config.hybrid_ranking)
 
     baseline = previous_blessed_model_resolver(trainer.outputs["model"])
     evaluator = tfx.components.Evaluator(
@@ -145,8 +146,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     track_sources(data_check, "components/data_check")
     track_sources(transform, "transform")
     track_sources(cooccurrence, "components/cooccurrence")
-    track_sources(trainer, "components/glove_trainer", "trainer", "serving/model.py", "components/cooccurrence",
-                  "transform")
+    track_sources(trainer, "components/glove_trainer", "trainer", "serving/model.py", "serving/lexical.py",
+                  "components/cooccurrence", "transform", "evaluation/ranking.py", "evaluation/outputs.py")
     track_sources(evaluator, "evaluation")
     track_sources(pusher, "components/pusher", "serving/base_path.py", "serving/pushes.py", "evaluation/results.py")
 

@@ -2,8 +2,9 @@
 
 The newest version under the model base path is rebuilt from its own contents (Transform graph copy, word
 vectors, word weights, centre: `serving.model.load_for_indexing`), the new CVs are embedded exactly as that
-model embeds a query, and a new version holding the old index plus the new CVs (a CV whose id is already
-indexed is replaced) is pushed under the next version number. A server polling the base path picks it up
+model embeds a query, the lexical weights are recomputed over the whole new index, and a new version
+holding the old index plus the new CVs (a CV whose id is already indexed is replaced) is pushed under the
+next version number. A server polling the base path picks it up
 like any push.
 
 ML Metadata records the update as an execution of type `cvrank.CvIndexUpdate` in the pipeline's context,
@@ -26,6 +27,7 @@ import numpy as np
 from metadata import mlmd
 from serving import base_path, pushes
 from serving.cv_files import Cv, cv_file_paths, read_cv_files
+from serving.lexical import TermCounts
 
 log = logging.getLogger("cvrank.serving")
 
@@ -48,25 +50,20 @@ class IndexResult:
     execution_id: int
 
 
-def _merge(old_ids: np.ndarray, old_vectors: np.ndarray, old_snippets: np.ndarray, cvs: List[Cv],
-           new_vectors: np.ndarray, snippets: List[bytes]):
+def _merge(old_ids: np.ndarray, cvs: List[Cv]) -> tuple[np.ndarray, int]:
+    """Where each row of the merged index comes from: indices into the old rows followed by the new ones
+    (a new CV whose id is already indexed takes that row's place), and how many CVs were replaced."""
     position = {cv_id: k for k, cv_id in enumerate(old_ids.tolist())}
-    ids, vectors, snips = list(old_ids.tolist()), old_vectors.copy(), list(old_snippets.tolist())
+    rows = list(range(len(old_ids)))
     replaced = 0
-    appended_ids, appended_rows, appended_snips = [], [], []
-    for cv, vector, snip in zip(cvs, new_vectors, snippets):
+    for j, cv in enumerate(cvs):
         key = cv.cv_id.encode("utf-8")
         if key in position:
-            vectors[position[key]] = vector
-            snips[position[key]] = snip
+            rows[position[key]] = len(old_ids) + j
             replaced += 1
         else:
-            appended_ids.append(key)
-            appended_rows.append(vector)
-            appended_snips.append(snip)
-    if appended_rows:
-        vectors = np.concatenate([vectors, np.stack(appended_rows)])
-    return np.array(ids + appended_ids, dtype=object), vectors, snips + appended_snips, replaced
+            rows.append(len(old_ids) + j)
+    return np.asarray(rows, np.int64), replaced
 
 
 def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
@@ -94,10 +91,14 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
             raise IndexUpdateError(f"version {source_version} ({source_dir}) cannot be indexed: {err}") from None
 
         texts = [cv.text.encode("utf-8") for cv in cvs]
-        ids, vectors, snips, replaced = _merge(model.cv_ids.numpy(), model.cv_matrix.numpy(),
-                                               model.cv_snippets.numpy(), cvs, model.embed_texts(texts),
-                                               [snippet(t) for t in texts])
-        model.set_index_vectors(ids, vectors, snips)
+        old_ids, old_vectors, old_snippets, old_counts = model.index_parts()
+        _, new_counts = model.index_texts(texts)
+        rows, replaced = _merge(old_ids, cvs)
+        ids = np.concatenate([old_ids, np.array([cv.cv_id.encode("utf-8") for cv in cvs], dtype=object)])[rows]
+        vectors = np.concatenate([old_vectors, model.embed_texts(texts)])[rows]
+        snips = np.concatenate([old_snippets, np.array([snippet(t) for t in texts], dtype=object)])[rows]
+        # The lexical weights (idf, average length) are recomputed over the whole new index.
+        model.set_index_parts(ids, vectors, snips, TermCounts.concat(old_counts, new_counts).rows(rows))
 
         version, _, manifest = base_path.stage_version(model_base_path, lambda d: save_model(model, d))
         final_dir = os.path.join(os.path.abspath(model_base_path), str(version))

@@ -5,7 +5,9 @@ TensorFlow.
 - Input: the raw string feature `text` (one document per example; several values are joined with a
   space, no value is an empty document); CV examples also carry `cv_id`.
 - Output: `token_ids`, the ids of the document's tokens in order, through the vocabulary named `vocab`
-  (`tft.TFTransformOutput.vocabulary_file_by_name(VOCAB_NAME)`), OOV_ID for tokens outside it.
+  (`tft.TFTransformOutput.vocabulary_file_by_name(VOCAB_NAME)`), OOV_ID for tokens outside it; and
+  `term_ids`, the same tokens through the vocabulary named `terms`, which holds every token of the
+  analysed data (no frequency cut: the lexical scores need rare terms).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ TEXT_KEY = "text"
 CV_ID_KEY = "cv_id"
 TOKEN_IDS_KEY = "token_ids"
 VOCAB_NAME = "vocab"
+TERM_IDS_KEY = "term_ids"
+TERMS_VOCAB_NAME = "terms"
 OOV_ID = -1
 TEXT_SEPARATOR = " "
 

@@ -11,6 +11,9 @@ Output (the contract is transform/contract.py; see docs/architecture.md, "Transf
   named `vocab` (`tft.TFTransformOutput.vocabulary_file_by_name("vocab")`); `-1` for tokens not in
   the vocabulary. Row i of the vocabulary file is the token with id i; TFT orders it by descending
   frequency.
+- `term_ids`: the same tokens through the vocabulary named `terms`, which keeps every token (no
+  frequency threshold, no size limit): the serving model's lexical scores (BM25, TF-IDF) use it, so
+  rare terms that the word vectors leave out still match.
 
 Vocabulary parameters come from the Transform component's `custom_config` (TFX binds it because
 `preprocessing_fn` has a `custom_config` parameter):
@@ -27,7 +30,8 @@ from typing import Any, Mapping, Optional
 import tensorflow_transform as tft
 
 from config import default
-from transform.contract import OOV_ID, TEXT_KEY, TOKEN_IDS_KEY, VOCAB_NAME, join_text
+from transform.contract import (OOV_ID, TERM_IDS_KEY, TERMS_VOCAB_NAME, TEXT_KEY, TOKEN_IDS_KEY, VOCAB_NAME,
+                                join_text)
 from transform.tokenizer import tokenize
 
 VOCAB_MIN_COUNT_KEY = "vocab_min_count"
@@ -65,7 +69,7 @@ def vocab_params(custom_config: Optional[Mapping[str, Any]]) -> tuple[int, Optio
 
 def preprocessing_fn(inputs: Mapping[str, Any],
                      custom_config: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
-    """Maps raw `text` to `token_ids` through the vocabulary `vocab` (module docstring).
+    """Maps raw `text` to `token_ids` (vocabulary `vocab`) and `term_ids` (vocabulary `terms`); see the module docstring.
 
     Features other than `text` are ignored and not passed through.
     """
@@ -78,5 +82,6 @@ def preprocessing_fn(inputs: Mapping[str, Any],
         frequency_threshold=min_count,
         vocab_filename=VOCAB_NAME,
     )
+    term_ids = tft.compute_and_apply_vocabulary(tokens, default_value=OOV_ID, vocab_filename=TERMS_VOCAB_NAME)
     # A SparseTensor output is a plain VarLenFeature in the transformed schema and tf.Examples.
-    return {TOKEN_IDS_KEY: token_ids.to_sparse()}
+    return {TOKEN_IDS_KEY: token_ids.to_sparse(), TERM_IDS_KEY: term_ids.to_sparse()}

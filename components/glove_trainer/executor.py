@@ -16,8 +16,9 @@ from tfx.utils import path_utils
 
 from components.glove_trainer import spec
 from serving.model import build_model, save_model
-from trainer import glove
+from trainer import fusion, glove
 from components.glove_trainer.cooccurrence_reader import read_cooccurrence_shards
+from evaluation import outputs
 from transform import contract
 
 VECTORS_FILE = "word_vectors.txt"
@@ -40,9 +41,29 @@ def read_cvs(examples: types.Artifact, split: str) -> Tuple[np.ndarray, List[byt
     return np.array([r[0] for r in rows], dtype=object), [r[1] for r in rows]
 
 
+def read_examples(examples: types.Artifact, split: str) -> List[bytes]:
+    """The serialized tf.Examples of split `split` of an Examples artifact (GZIP TFRecords), in file order."""
+    files = sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*")))
+    if not files:
+        raise ValueError(f"no examples in split {split!r} of {examples.uri}")
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def fit_served_ranking(model, jobs: List[bytes]) -> fusion.FusionFit:
+    """Fits the model's fusion parameters on `jobs` (serialized ranking examples) and sets them."""
+    scores = model.score_examples(jobs)
+    labels = model.labels_of_examples(jobs)
+    tfidf = fusion.tfidf_matrix(model.lexical_index(), len(model.cv_ids.numpy()))
+    fit = fusion.fit_fusion(labels, scores[outputs.EMBEDDING], scores[outputs.BM25], tfidf)
+    model.set_fusion(fit.params)
+    return fit
+
+
 class Executor(base_executor.BaseExecutor):
     """Trains GloVe, writes the vectors in GloVe's text format and exports the serving SavedModel to
-    `<model>/Format-Serving`; TensorBoard logs of the loss per epoch go to the ModelRun artifact."""
+    `<model>/Format-Serving`; TensorBoard logs of the loss per epoch go to the ModelRun artifact. With
+    `hybrid_ranking`, the served ranking's fusion parameters are fitted on split `fit_split` of
+    `ranking_examples` (trainer.fusion) and recorded on the Model as `fusion_*` custom properties."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
@@ -74,6 +95,20 @@ class Executor(base_executor.BaseExecutor):
         cv_ids, cv_texts = read_cvs(cvs, exec_properties[spec.CV_SPLIT_KEY])
         model = build_model(tft_output, result.vectors, cv_ids, cv_texts,
                             exec_properties[spec.DOC_WEIGHTING_KEY], exec_properties[spec.TOP_K_KEY])
+        if exec_properties[spec.HYBRID_RANKING_KEY]:
+            jobs = read_examples(artifact_utils.get_single_instance(input_dict[spec.RANKING_EXAMPLES_KEY]),
+                                 exec_properties[spec.FIT_SPLIT_KEY])
+            fit = fit_served_ranking(model, jobs)
+            logging.info("served ranking fitted on %d %s jobs: %s (objective %.4f; embedding only %.4f)",
+                         fit.num_jobs, exec_properties[spec.FIT_SPLIT_KEY], fit.params, fit.objective,
+                         fit.embedding_objective)
+            model_artifact.set_float_custom_property("fusion_objective", fit.objective)
+            model_artifact.set_float_custom_property("fusion_embedding_objective", fit.embedding_objective)
+        params = model.fusion()
+        model_artifact.set_int_custom_property("fusion_hybrid", int(params.hybrid))
+        model_artifact.set_float_custom_property("fusion_lexical_weight", params.lexical_weight)
+        model_artifact.set_float_custom_property("fusion_feedback_weight", params.feedback_weight)
+        model_artifact.set_int_custom_property("fusion_feedback_docs", params.feedback_docs)
         serving_dir = path_utils.serving_model_path(model_artifact.uri)
         save_model(model, serving_dir)
         model_artifact.set_int_custom_property("vocab_size", len(words))

@@ -8,6 +8,7 @@ from components.cooccurrence.artifacts import CooccurrenceMatrix
 COOCCURRENCE_KEY = "cooccurrence"
 TRANSFORM_GRAPH_KEY = "transform_graph"
 CVS_KEY = "cvs"
+RANKING_EXAMPLES_KEY = "ranking_examples"
 MODEL_KEY = "model"
 MODEL_RUN_KEY = "model_run"
 
@@ -19,6 +20,8 @@ GLOVE_PARAMETERS = {
 DOC_WEIGHTING_KEY = "doc_weighting"
 TOP_K_KEY = "top_k"
 CV_SPLIT_KEY = "cv_split"
+HYBRID_RANKING_KEY = "hybrid_ranking"
+FIT_SPLIT_KEY = "fit_split"
 
 
 class GloveTrainerSpec(ComponentSpec):
@@ -29,11 +32,14 @@ class GloveTrainerSpec(ComponentSpec):
         DOC_WEIGHTING_KEY: ExecutionParameter(type=str),
         TOP_K_KEY: ExecutionParameter(type=int),
         CV_SPLIT_KEY: ExecutionParameter(type=str),
+        HYBRID_RANKING_KEY: ExecutionParameter(type=int),
+        FIT_SPLIT_KEY: ExecutionParameter(type=str),
     }
     INPUTS = {
         COOCCURRENCE_KEY: ChannelParameter(type=CooccurrenceMatrix),
         TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph),
         CVS_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        RANKING_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
     }
     OUTPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
