@@ -24,6 +24,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      predict_pb2, prediction_service_pb2_grpc)
 
 from config import PROJECT_ROOT
+from evaluation import outputs
 from serving import rest_json
 from serving.base_path import versions_on_disk
 from tests.serving_support import (ServerProcess, assert_standard_ops, build_transform, copy_version,
@@ -134,7 +135,8 @@ def test_every_signature_is_callable(server):
     b64 = {"b64": base64.b64encode(example.SerializeToString()).decode()}
     n_cvs = len(tiny_cvs()[0])
     status, doc = predict(server, {"signature_name": "evaluate", "instances": [b64]})
-    assert status == 200 and len(doc["predictions"][0]) == n_cvs
+    assert status == 200 and set(doc["predictions"][0]) == set(outputs.VARIANTS)
+    assert all(len(scores) == n_cvs for scores in doc["predictions"][0].values())
     status, doc = predict(server, {"signature_name": "relevance_labels", "instances": [b64]})
     assert status == 200 and sorted(doc["predictions"][0])[-1] == 2.0 and sum(doc["predictions"][0]) == 2.0
 

@@ -244,7 +244,10 @@ def test_vocabulary_honours_min_count(min_count_run):
     assert [ids["c#"], ids["developer"], -1, -1, -1, ids["and"], -1] in rows  # third document
     assert rows.count([]) == 2  # documents without tokens
     assert tft.TFTransformOutput(transform_fn_dir).transformed_feature_spec() == {
-        "token_ids": tf.io.VarLenFeature(tf.int64)}
+        "token_ids": tf.io.VarLenFeature(tf.int64), "term_ids": tf.io.VarLenFeature(tf.int64)}
+    # The `terms` vocabulary keeps every token: the lexical scores need the rare ones.
+    with open(tft.TFTransformOutput(transform_fn_dir).vocabulary_file_by_name("terms"), encoding="utf-8") as f:
+        assert set(f.read().split()) == set(counts)
 
 
 @pytest.mark.slow
@@ -353,7 +356,7 @@ def test_tfx_transform_component(tmp_path):
     rows = []
     for record in tf.data.TFRecordDataset([str(p) for p in example_files], compression_type="GZIP"):
         example = tf.train.Example.FromString(record.numpy())
-        assert set(example.features.feature) == {"token_ids"}
+        assert set(example.features.feature) == {"token_ids", "term_ids"}
         rows.append(list(example.features.feature["token_ids"].int64_list.value))
     common = [ids["developer"], -1, ids["knows"], ids["c#"], ids["and"], ids[".net"]]
     assert sorted(rows) == sorted([common] * 27 + [common + [ids["python"]]] * 2
