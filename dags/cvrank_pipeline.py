@@ -31,7 +31,7 @@ NODE_UPSTREAMS = {
                   "texts_example_validator", "jobs_example_validator", "judgments_example_validator"],
     "Transform": ["DataCheck", "texts_example_gen", "texts_schema_gen"],
     "CooccurrenceGen": ["Transform"],
-    "GloveTrainer": ["CooccurrenceGen", "Transform", "texts_example_gen"],
+    "GloveTrainer": ["CooccurrenceGen", "DataCheck", "Transform", "texts_example_gen"],
     "previous_blessed_model_resolver": ["GloveTrainer"],
     "Evaluator": ["DataCheck", "GloveTrainer", "previous_blessed_model_resolver"],
     "Pusher": ["Evaluator", "GloveTrainer"],

@@ -16,12 +16,15 @@ Ranking and ties
 
 Relevant CV
     A CV is *relevant* for a job when ``relevance >= relevance_threshold`` (default 1; must be > 0).
+    cvrank's Evaluator reports its metrics at two levels: lenient, threshold 1 (any relevant grade),
+    and strict, threshold 2 (grade 2: the CV's occupation is the job's).
 
 Per-job metrics (``rank`` is 1-based)
     * AP: mean, over the job's relevant CVs, of precision at the rank of that CV.
-    * NDCG@k: DCG@k / IDCG@k with gain ``2**relevance - 1`` and discount ``1 / log2(rank + 1)``;
-      IDCG@k is the DCG@k of the CVs sorted by relevance, descending. Gains use the graded relevance
-      of every CV, not the binary relevant/not-relevant split.
+    * NDCG@k: DCG@k / IDCG@k with discount ``1 / log2(rank + 1)`` and gain ``2**relevance - 1`` for
+      a relevant CV, 0 for any other; IDCG@k is the DCG@k of the CVs sorted by gain, descending.
+      Relevant CVs keep their graded gains (with cvrank's grades and threshold 1, a grade-2 CV gains
+      3 and a grade-1 CV 1: plain graded NDCG); with threshold 2 only grade-2 CVs gain anything.
     * precision@k: number of relevant CVs in the first k ranks divided by k (by k even when N < k).
     * recall@k: number of relevant CVs in the first k ranks divided by the job's number of relevant CVs.
 
@@ -112,11 +115,16 @@ def dcg_at_k(gains_in_rank_order: np.ndarray, k: int) -> float:
     return float(np.sum(g / np.log2(np.arange(2, g.size + 2))))
 
 
-def ndcg_at_k(relevance, scores, k: int = DEFAULT_NDCG_K) -> float:
-    """NDCG@k of one job with exponential gains 2**relevance - 1; NaN when the ideal DCG@k is 0."""
+def ndcg_at_k(
+    relevance, scores, k: int = DEFAULT_NDCG_K,
+    relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD,
+) -> float:
+    """NDCG@k of one job: gain 2**relevance - 1 for CVs with relevance >= relevance_threshold, 0 for the
+    others; NaN when the ideal DCG@k is 0 (no relevant CV)."""
     rel, sc = _as_job_arrays(relevance, scores)
     k = check_k(k)
-    gains = np.exp2(rel) - 1.0
+    t = check_relevance_threshold(relevance_threshold)
+    gains = np.where(rel >= t, np.exp2(rel) - 1.0, 0.0)
     ideal = dcg_at_k(np.sort(gains)[::-1], k)
     if ideal <= 0:
         return float("nan")

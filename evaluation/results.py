@@ -1,11 +1,22 @@
-"""Reading an Evaluator output: the candidate model's metric values per slice."""
+"""Reading an Evaluator output: metric values per slice, per output of the model and per metric.
+
+A metric is identified by (output, metric name), e.g. ("scores", "map") or ("bm25_scores",
+"ndcg@10_strict"); outputs are those of `evaluation.outputs`. A metric without an output name counts as
+the served ranking's (`scores`): such are metrics that compare the served ranking with another output
+(`map_over_bm25`) and every metric of evaluations written when `evaluate` had the one output `scores`.
+"""
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
+
+from evaluation import outputs
 
 SliceName = str
+OutputMetric = Tuple[str, str]  # (output, metric name)
 OVERALL = "Overall"
+CANDIDATE = "candidate"
+BASELINE = "baseline"
 
 
 def slice_name(slice_key) -> SliceName:
@@ -19,16 +30,32 @@ def slice_name(slice_key) -> SliceName:
     return ", ".join(parts)
 
 
-def load_slice_metrics(evaluation_uri: str) -> Dict[SliceName, Dict[str, float]]:
-    """Candidate-model metric values per slice from an Evaluator output (diffs and baseline omitted)."""
+def load_metrics(evaluation_uri: str, model: str = CANDIDATE) -> Dict[SliceName, Dict[OutputMetric, float]]:
+    """Metric values per slice of one model from an Evaluator output: {slice: {(output, metric): value}}.
+
+    `model` is `CANDIDATE` (the evaluated model; TFMA names it "" when there was no baseline) or
+    `BASELINE`. Diffs against the baseline and non-numeric values are left out; a slice appears only
+    when it has a value for the model."""
     import tensorflow_model_analysis as tfma
 
-    result: Dict[SliceName, Dict[str, float]] = {}
+    names = {CANDIDATE: ("", CANDIDATE), BASELINE: (BASELINE,)}[model]
+    result: Dict[SliceName, Dict[OutputMetric, float]] = {}
     for per_slice in tfma.load_metrics(evaluation_uri):
-        values = result.setdefault(slice_name(per_slice.slice_key), {})
         for kv in per_slice.metric_keys_and_values:
-            if kv.key.is_diff or kv.key.model_name == "baseline":
+            if kv.key.is_diff or kv.key.model_name not in names or not kv.value.HasField("double_value"):
                 continue
-            if kv.value.HasField("double_value"):
-                values[kv.key.name] = float(kv.value.double_value.value)
+            output = kv.key.output_name or outputs.SERVED
+            values = result.setdefault(slice_name(per_slice.slice_key), {})
+            values[output, kv.key.name] = float(kv.value.double_value.value)
     return result
+
+
+def for_output(values: Dict[OutputMetric, float], output: str = outputs.SERVED) -> Dict[str, float]:
+    """{metric: value} of one output, from one slice's {(output, metric): value}."""
+    return {name: value for (o, name), value in values.items() if o == output}
+
+
+def load_slice_metrics(evaluation_uri: str, output: str = outputs.SERVED) -> Dict[SliceName, Dict[str, float]]:
+    """The candidate model's metric values of one output (default the served ranking) per slice:
+    {slice: {metric: value}}."""
+    return {s: for_output(values, output) for s, values in load_metrics(evaluation_uri).items()}

@@ -2,9 +2,12 @@
 
 Input contract (one Evaluator example = one job description):
 
-* prediction: the model's score of every CV of the index for the job, a float vector [N_cv];
+* prediction: the model's score of every CV of the index for the job, a float vector [N_cv]; for a
+  model with several outputs (the `evaluate` signature, ``evaluation.outputs``), one such vector per
+  output, the output chosen by ``MetricsSpec.output_names``;
 * label: the graded relevance (0, 1, 2) of every CV for the job, a float vector [N_cv] in the same CV
-  order (``ModelSpec.label_key`` naming a feature or a transformed feature);
+  order (``ModelSpec.label_key`` naming a feature or a transformed feature); one label serves every
+  output;
 * example weight (optional): a single weight per job.
 
 Each job is ranked on its own (full-candidate ranking, see ``evaluation.ranking`` for the ranking,
@@ -23,38 +26,65 @@ RankingNDCG                top_k (10), relevance_threshold ``ndcg@10``
 RankingPrecision           top_k (10), relevance_threshold ``precision@10``
 RankingRecall              top_k (100), relevance_threshold ``recall@100``
 JobsWithoutRelevant        relevance_threshold             ``jobs_without_relevant``
+MapDifference              output (``scores``), reference  ``map_over_bm25`` (``map_over_`` and the
+                           (``bm25_scores``),              reference without ``_scores``)
+                           relevance_threshold
 =========================  ==============================  ==========================================
+
+NDCG's gains are ``2**relevance - 1`` for CVs at or above ``relevance_threshold`` and 0 below it.
+``MapDifference`` is MAP of output ``output`` minus MAP of output ``reference`` over the same jobs: it
+reads both outputs of the model's prediction itself, so it goes in a MetricsSpec without
+``output_names``, for a model that has both outputs.
+
+The Evaluator reports two levels of relevance (``relevance_metric_configs``): lenient (relevance >= 1)
+under the names above, and strict (relevance 2, the CV's occupation is the job's) under the same names
+with the suffix ``_strict``: ``map_strict``, ``ndcg@10_strict``, ``precision@10_strict``,
+``jobs_without_relevant_strict``.
 
 Every config may also set ``name``. Use them with ``module='evaluation.tfma_metrics'``, e.g.
 ``config_pb2.MetricConfig(class_name='RankingNDCG', module='evaluation.tfma_metrics',
-config='"top_k": 5')`` (``config_pb2`` from ``tensorflow_model_analysis.proto``); or take them all
-from ``ranking_metric_configs``. TFMA imports the module and builds the metric as
-``cls(**json.loads(config))`` (a config without braces is wrapped in them first).
+config='"top_k": 5')`` (``config_pb2`` from ``tensorflow_model_analysis.proto``); or take them from
+``ranking_metric_configs``, ``relevance_metric_configs`` and ``map_difference_config``. TFMA imports the
+module and builds the metric as ``cls(**json.loads(config))`` (a config without braces is wrapped in
+them first).
 
 These metrics take no sub keys: put them in a MetricsSpec without ``binarize`` or ``aggregate``
 (TFMA's top-k binarization would replace the scores outside the top k by -inf and so change the
 ranking) and without ``query_key`` (one example already holds the whole ranking of a job).
+
+Models saved before ``evaluate`` had several outputs return ``scores`` alone; TFMA hands such a
+model's only output over as a bare array, not as a dict, and the metrics take that array as its
+``scores`` output, so an old model can still be the baseline of the served-ranking metrics.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types, metric_util
 from tensorflow_model_analysis.proto import config_pb2
 
-from evaluation import ranking
+from evaluation import outputs, ranking
 
 MAP_NAME = "map"
 JOBS_WITHOUT_RELEVANT_NAME = "jobs_without_relevant"
+MAP_OVER_BM25_NAME = "map_over_bm25"
+
+# Lenient: any relevant grade; strict: grade 2 only (the CV's occupation is the job's).
+LENIENT_RELEVANCE = 1.0
+STRICT_RELEVANCE = 2.0
+STRICT_SUFFIX = "_strict"
 
 # What a combiner reports: the mean of a per-job metric, or the weight of the excluded jobs.
 _MEAN = "mean"
 _EXCLUDED = "excluded"
+
+# A per-job metric: (relevance, scores of each output read) -> value.
+PerJobMetric = Callable[..., float]
 
 
 def _check_spec(
@@ -80,6 +110,20 @@ def _check_spec(
         )
 
 
+def _lookup_output_name(
+    element: metric_types.StandardMetricInputs, model_name: str, output_name: str
+) -> str:
+    """The output name to look the prediction up by: `output_name`, or "" when the model's prediction
+    is a bare array and `output_name` is the served `scores` (TFMA unwraps a single-output dict, so an
+    old model whose `evaluate` returns only `scores` has no output to look up by name)."""
+    if output_name != outputs.SERVED:
+        return output_name
+    prediction = element.prediction
+    if model_name and isinstance(prediction, Mapping):
+        prediction = prediction.get(model_name, prediction)
+    return output_name if isinstance(prediction, Mapping) else ""
+
+
 class _RankingAccumulator:
     """Sums over jobs: weighted per-job metric, weight of evaluable jobs, weight of excluded jobs."""
 
@@ -94,9 +138,11 @@ class _RankingAccumulator:
 class _RankingCombiner(beam.CombineFn):
     """Combines StandardMetricInputs (one per job) into one value under ``metric_key``.
 
-    With ``output=_MEAN`` the value is the weighted mean of ``per_job_metric(relevance, scores)``
-    over jobs with a relevant CV (NaN if there is none); with ``output=_EXCLUDED`` it is the total
-    weight (the count, when unweighted) of the jobs without a relevant CV.
+    ``read_outputs`` are the prediction outputs read for each job, in the order ``per_job_metric``
+    takes them after the relevance: ``per_job_metric(relevance, scores_0, scores_1, ...)``.
+    With ``output=_MEAN`` the value is the weighted mean of the per-job metric over jobs with a relevant
+    CV (NaN if there is none); with ``output=_EXCLUDED`` it is the total weight (the count, when
+    unweighted) of the jobs without a relevant CV.
     """
 
     def __init__(
@@ -105,8 +151,9 @@ class _RankingCombiner(beam.CombineFn):
         eval_config: Optional[config_pb2.EvalConfig],
         example_weighted: bool,
         relevance_threshold: float,
-        per_job_metric: Optional[Callable[[np.ndarray, np.ndarray], float]],
+        per_job_metric: Optional[PerJobMetric],
         output: str = _MEAN,
+        read_outputs: Optional[Sequence[str]] = None,
     ):
         self._metric_key = metric_key
         self._eval_config = eval_config
@@ -114,37 +161,45 @@ class _RankingCombiner(beam.CombineFn):
         self._relevance_threshold = relevance_threshold
         self._per_job_metric = per_job_metric
         self._output = output
+        self._read_outputs = tuple(read_outputs or (metric_key.output_name,))
 
     def create_accumulator(self) -> _RankingAccumulator:
         return _RankingAccumulator()
 
-    def add_input(
-        self, accumulator: _RankingAccumulator, element: metric_types.StandardMetricInputs
-    ) -> _RankingAccumulator:
+    def _job(self, element: metric_types.StandardMetricInputs, output_name: str):
+        """(relevance, scores, weight) of one job for one output."""
         # flatten=False keeps the job's whole [N_cv] vectors together; a single weight per job.
-        for label, prediction, example_weight in metric_util.to_label_prediction_example_weight(
+        [(label, prediction, example_weight)] = list(metric_util.to_label_prediction_example_weight(
             element,
             eval_config=self._eval_config,
             model_name=self._metric_key.model_name,
-            output_name=self._metric_key.output_name,
+            output_name=_lookup_output_name(element, self._metric_key.model_name, output_name),
             example_weighted=self._example_weighted,
             flatten=False,
             require_single_example_weight=True,
-        ):
-            relevance = np.asarray(label, dtype=np.float64).reshape(-1)
-            scores = np.asarray(prediction, dtype=np.float64).reshape(-1)
-            if relevance.size != scores.size:
-                raise ValueError(
-                    f"{self._metric_key.name}: label has {relevance.size} values but the prediction "
-                    f"has {scores.size}; both must hold one value per CV in the same order"
-                )
-            weight = float(np.asarray(example_weight, dtype=np.float64).reshape(-1)[0])
-            if not ranking.has_relevant(relevance, self._relevance_threshold):
-                accumulator.excluded_weight += weight
-            else:
-                if self._output == _MEAN:
-                    accumulator.weighted_sum += weight * self._per_job_metric(relevance, scores)
-                accumulator.weight += weight
+        ))
+        relevance = np.asarray(label, dtype=np.float64).reshape(-1)
+        scores = np.asarray(prediction, dtype=np.float64).reshape(-1)
+        if relevance.size != scores.size:
+            shown = f" of output {output_name!r}" if output_name else ""
+            raise ValueError(
+                f"{self._metric_key.name}: label has {relevance.size} values but the prediction{shown} "
+                f"has {scores.size}; both must hold one value per CV in the same order"
+            )
+        weight = float(np.asarray(example_weight, dtype=np.float64).reshape(-1)[0])
+        return relevance, scores, weight
+
+    def add_input(
+        self, accumulator: _RankingAccumulator, element: metric_types.StandardMetricInputs
+    ) -> _RankingAccumulator:
+        relevance, first, weight = self._job(element, self._read_outputs[0])
+        if not ranking.has_relevant(relevance, self._relevance_threshold):
+            accumulator.excluded_weight += weight
+            return accumulator
+        if self._output == _MEAN:
+            scores = [first] + [self._job(element, name)[1] for name in self._read_outputs[1:]]
+            accumulator.weighted_sum += weight * self._per_job_metric(relevance, *scores)
+        accumulator.weight += weight
         return accumulator
 
     def merge_accumulators(
@@ -173,7 +228,7 @@ class _RankingCombiner(beam.CombineFn):
 def _computations(
     name: str,
     relevance_threshold: float,
-    per_job_metric: Optional[Callable[[np.ndarray, np.ndarray], float]],
+    per_job_metric: Optional[PerJobMetric],
     output: str,
     eval_config: Optional[config_pb2.EvalConfig],
     model_name: str,
@@ -182,6 +237,7 @@ def _computations(
     aggregation_type: Optional[metric_types.AggregationType],
     example_weighted: bool,
     query_key: Optional[str],
+    read_outputs: Optional[Sequence[str]] = None,
 ) -> metric_types.MetricComputations:
     """One computation with one key for one (model, output, weighting) combination."""
     _check_spec(name, sub_key, aggregation_type, query_key)
@@ -202,6 +258,7 @@ def _computations(
                 relevance_threshold=relevance_threshold,
                 per_job_metric=per_job_metric,
                 output=output,
+                read_outputs=read_outputs,
             ),
         )
     ]
@@ -228,8 +285,8 @@ def _map_computations(
                          output_name, sub_key, aggregation_type, example_weighted, query_key)
 
 
-def _top_k_computations(metric_fn, takes_threshold: bool):
-    """The computations function of a top-k metric over `metric_fn(relevance, scores, k[, relevance_threshold])`.
+def _top_k_computations(metric_fn):
+    """The computations function of a top-k metric over `metric_fn(relevance, scores, k, relevance_threshold)`.
 
     TFMA calls it with the metric's kwargs and inspects its signature, so the parameters are explicit."""
 
@@ -245,18 +302,16 @@ def _top_k_computations(metric_fn, takes_threshold: bool):
         example_weighted: bool = False,
         query_key: Optional[str] = None,
     ) -> metric_types.MetricComputations:
-        extra = {"relevance_threshold": relevance_threshold} if takes_threshold else {}
-        fn = functools.partial(metric_fn, k=top_k, **extra)
+        fn = functools.partial(metric_fn, k=top_k, relevance_threshold=relevance_threshold)
         return _computations(name, relevance_threshold, fn, _MEAN, eval_config, model_name,
                              output_name, sub_key, aggregation_type, example_weighted, query_key)
 
     return computations
 
 
-# NDCG's gains use the graded relevance; the threshold only selects the jobs evaluated.
-_ndcg_computations = _top_k_computations(ranking.ndcg_at_k, takes_threshold=False)
-_precision_computations = _top_k_computations(ranking.precision_at_k, takes_threshold=True)
-_recall_computations = _top_k_computations(ranking.recall_at_k, takes_threshold=True)
+_ndcg_computations = _top_k_computations(ranking.ndcg_at_k)
+_precision_computations = _top_k_computations(ranking.precision_at_k)
+_recall_computations = _top_k_computations(ranking.recall_at_k)
 
 
 def _jobs_without_relevant_computations(
@@ -272,6 +327,35 @@ def _jobs_without_relevant_computations(
 ) -> metric_types.MetricComputations:
     return _computations(name, relevance_threshold, None, _EXCLUDED, eval_config, model_name,
                          output_name, sub_key, aggregation_type, example_weighted, query_key)
+
+
+def _ap_difference(relevance, scores, reference, relevance_threshold: float) -> float:
+    return (ranking.average_precision(relevance, scores, relevance_threshold)
+            - ranking.average_precision(relevance, reference, relevance_threshold))
+
+
+def _map_difference_computations(
+    name: str = MAP_OVER_BM25_NAME,
+    output: str = outputs.SERVED,
+    reference: str = outputs.BM25,
+    relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
+    eval_config: Optional[config_pb2.EvalConfig] = None,
+    model_name: str = "",
+    output_name: str = "",
+    sub_key: Optional[metric_types.SubKey] = None,
+    aggregation_type: Optional[metric_types.AggregationType] = None,
+    example_weighted: bool = False,
+    query_key: Optional[str] = None,
+) -> metric_types.MetricComputations:
+    if output_name:
+        raise ValueError(
+            f"ranking metric {name!r} reads outputs {output!r} and {reference!r} itself; put it in a "
+            f"MetricsSpec without output_names (got output {output_name!r})"
+        )
+    fn = functools.partial(_ap_difference, relevance_threshold=relevance_threshold)
+    return _computations(name, relevance_threshold, fn, _MEAN, eval_config, model_name,
+                         output_name, sub_key, aggregation_type, example_weighted, query_key,
+                         read_outputs=(output, reference))
 
 
 class MeanAveragePrecision(metric_types.Metric):
@@ -316,10 +400,11 @@ class _TopKRankingMetric(metric_types.Metric):
 
 
 class RankingNDCG(_TopKRankingMetric):
-    """NDCG@top_k with gains 2**relevance - 1 and a log2 discount. Default name ``ndcg@<top_k>``.
+    """NDCG@top_k with a log2 discount and gains 2**relevance - 1 for CVs with relevance >=
+    relevance_threshold (0 for the others). Default name ``ndcg@<top_k>``.
 
-    ``relevance_threshold`` only selects which jobs are evaluated (those with a relevant CV), so that
-    all ranking metrics average over the same jobs; gains always use the graded relevance.
+    With grades 0, 1, 2 and threshold 1 this is plain graded NDCG; with threshold 2 only grade-2 CVs
+    gain. Jobs without a CV at the threshold are excluded, as for every ranking metric.
     """
 
     _computations = staticmethod(_ndcg_computations)
@@ -368,34 +453,110 @@ class JobsWithoutRelevant(metric_types.Metric):
         return False
 
 
+def map_difference_name(reference: str) -> str:
+    """The default name of MapDifference against output `reference`: ``map_over_bm25`` for
+    ``bm25_scores``."""
+    return f"map_over_{reference.removesuffix('_scores')}"
+
+
+class MapDifference(metric_types.Metric):
+    """MAP of prediction output `output` minus MAP of output `reference`, over the same jobs (those with
+    a CV of relevance >= relevance_threshold): the mean over jobs of AP(output) - AP(reference).
+
+    Both outputs are read from the model's prediction dict, so the metric goes in a MetricsSpec
+    without output_names (its MetricKey has no output name), for a model that has both outputs.
+    Default name ``map_over_<reference without "_scores">``, ``map_over_bm25`` by default.
+    """
+
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        output: str = outputs.SERVED,
+        reference: str = outputs.BM25,
+        relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
+    ):
+        if not output or not reference or output == reference:
+            raise ValueError(f"MapDifference needs two different output names, got {output!r} and {reference!r}")
+        super().__init__(
+            metric_util.merge_per_key_computations(_map_difference_computations),
+            name=name or map_difference_name(reference),
+            output=output,
+            reference=reference,
+            relevance_threshold=ranking.check_relevance_threshold(relevance_threshold),
+        )
+
+
+def _metric_config(class_name: str, cfg: dict, threshold: Optional[config_pb2.MetricThreshold]
+                   ) -> config_pb2.MetricConfig:
+    mc = config_pb2.MetricConfig(class_name=class_name, module=__name__, config=json.dumps(cfg, sort_keys=True))
+    if threshold is not None:
+        mc.threshold.CopyFrom(threshold)
+    return mc
+
+
 def ranking_metric_configs(
     relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
     ndcg_k: int = ranking.DEFAULT_NDCG_K,
     precision_k: int = ranking.DEFAULT_PRECISION_K,
     recall_k: int = ranking.DEFAULT_RECALL_K,
     thresholds: Optional[Dict[str, config_pb2.MetricThreshold]] = None,
+    name_suffix: str = "",
+    recall: bool = True,
 ) -> List[config_pb2.MetricConfig]:
-    """MetricConfigs for all cvrank ranking metrics, with thresholds keyed by metric name.
+    """MetricConfigs for the cvrank ranking metrics at one relevance threshold, with thresholds keyed
+    by metric name.
 
-    ``thresholds`` maps a metric name (``map``, ``ndcg@10``, ...) to its MetricThreshold.
+    Names are the default names plus ``name_suffix`` (``map``, ``ndcg@10``, ..., or ``map_strict``, ...
+    with suffix ``_strict``); ``recall`` False leaves recall out. ``thresholds`` maps a metric name (with
+    its suffix) to its MetricThreshold; a name not among the metrics raises ValueError.
     """
     thresholds = dict(thresholds or {})
     specs = [
         ("MeanAveragePrecision", MAP_NAME, {}),
         ("RankingNDCG", f"ndcg@{ndcg_k}", {"top_k": ndcg_k}),
         ("RankingPrecision", f"precision@{precision_k}", {"top_k": precision_k}),
-        ("RankingRecall", f"recall@{recall_k}", {"top_k": recall_k}),
+        ("RankingRecall", f"recall@{recall_k}", {"top_k": recall_k}) if recall else None,
         ("JobsWithoutRelevant", JOBS_WITHOUT_RELEVANT_NAME, {}),
     ]
     configs = []
-    for class_name, name, cfg in specs:
+    for class_name, name, cfg in filter(None, specs):
+        name += name_suffix
         cfg = dict(cfg, name=name, relevance_threshold=float(relevance_threshold))
-        mc = config_pb2.MetricConfig(
-            class_name=class_name, module=__name__, config=json.dumps(cfg, sort_keys=True)
-        )
-        if name in thresholds:
-            mc.threshold.CopyFrom(thresholds.pop(name))
-        configs.append(mc)
+        configs.append(_metric_config(class_name, cfg, thresholds.pop(name, None)))
     if thresholds:
         raise ValueError(f"thresholds for unknown ranking metrics: {sorted(thresholds)}")
     return configs
+
+
+def relevance_metric_configs(
+    thresholds: Optional[Dict[str, config_pb2.MetricThreshold]] = None,
+) -> List[config_pb2.MetricConfig]:
+    """The Evaluator's ranking metrics at both relevance levels: lenient (relevance >= 1) ``map``,
+    ``ndcg@10``, ``precision@10``, ``recall@100``, ``jobs_without_relevant``, and strict (relevance 2)
+    ``map_strict``, ``ndcg@10_strict``, ``precision@10_strict``, ``jobs_without_relevant_strict``.
+
+    ``thresholds`` maps any of these names to its MetricThreshold; an unknown name raises ValueError.
+    """
+    thresholds = dict(thresholds or {})
+    lenient = ranking_metric_configs(LENIENT_RELEVANCE)
+    strict = ranking_metric_configs(STRICT_RELEVANCE, name_suffix=STRICT_SUFFIX, recall=False)
+    configs = lenient + strict
+    for mc in configs:
+        name = json.loads(mc.config)["name"]
+        if name in thresholds:
+            mc.threshold.CopyFrom(thresholds.pop(name))
+    if thresholds:
+        raise ValueError(f"thresholds for unknown ranking metrics: {sorted(thresholds)}")
+    return configs
+
+
+def map_difference_config(
+    output: str = outputs.SERVED,
+    reference: str = outputs.BM25,
+    threshold: Optional[config_pb2.MetricThreshold] = None,
+) -> config_pb2.MetricConfig:
+    """The MetricConfig of MapDifference (lenient relevance) named ``map_over_<reference>``
+    (``map_over_bm25`` by default), with an optional MetricThreshold."""
+    cfg = {"name": map_difference_name(reference), "output": output, "reference": reference,
+           "relevance_threshold": LENIENT_RELEVANCE}
+    return _metric_config("MapDifference", cfg, threshold)

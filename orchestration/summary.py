@@ -1,5 +1,6 @@
-"""The summary printed after a pipeline run: ranking metrics per slice, data warnings, blessing, what was
-pushed, and what is served and whether its files are intact."""
+"""The summary printed after a pipeline run: ranking metrics of the served ranking and of the rankings it
+is compared with, per slice, data warnings, blessing, what was pushed, and what is served and whether its
+files are intact."""
 
 from __future__ import annotations
 
@@ -7,35 +8,76 @@ import dataclasses
 import json
 from typing import Dict, List, Optional, Tuple
 
-from evaluation.results import OVERALL, SliceName, load_slice_metrics
+from evaluation import outputs
+from evaluation.results import OVERALL, OutputMetric, SliceName, for_output, load_metrics
 from metadata import mlmd
 from serving import pushes
 
+# Metric names of evaluation.tfma_metrics (not imported: it loads Beam and TFMA): the overall table's
+# columns as (heading, lenient name), each shown lenient and strict (name + "_strict").
+_COLUMNS = (("MAP", "map"), ("NDCG@10", "ndcg@10"), ("P@10", "precision@10"))
+_MAP, _STRICT, _WITHOUT_RELEVANT, _EXAMPLE_COUNT = "map", "_strict", "jobs_without_relevant", "example_count"
+
+
+def _cell(value: Optional[float], width: int) -> str:
+    return f"{value:>{width}.4f}" if isinstance(value, float) else f"{'-':>{width}}"
+
+
+def format_evaluation(metrics: Dict[SliceName, Dict[OutputMetric, float]]) -> List[str]:
+    """The summary's evaluation lines: for the overall slice, MAP, NDCG@10 and P@10 (lenient and strict)
+    of the served ranking and of each ranking in `evaluation.outputs` (rows labelled by
+    `outputs.LABELS`); then one line per other slice with the served ranking's MAP, lenient and strict."""
+    overall = metrics.get(OVERALL, {})
+    lines = ["evaluation (eval jobs, each ranked against every CV; lenient: relevance >= 1, strict: relevance 2):"]
+    served = for_output(overall)
+    jobs = served.get(_EXAMPLE_COUNT)
+    if jobs is not None:
+        notes = []
+        if served.get(_WITHOUT_RELEVANT):
+            notes.append(f"{served[_WITHOUT_RELEVANT]:.0f} have no relevant CV: in no metric")
+        if served.get(_WITHOUT_RELEVANT + _STRICT):
+            notes.append(f"{served[_WITHOUT_RELEVANT + _STRICT]:.0f} have no grade-2 CV: not in the strict ones")
+        lines.append(f"  overall: {jobs:.0f} jobs" + (f" ({'; '.join(notes)})" if notes else ""))
+    lines.append(f"  {'':<16}" + "".join(f"{heading:^18}" for heading, _ in _COLUMNS))
+    lines.append(f"  {'':<16}" + "".join(f"{'lenient':>10}{'strict':>8}" for _ in _COLUMNS))
+    for output in outputs.VARIANTS:
+        values = for_output(overall, output)
+        if not values and output != outputs.SERVED:
+            continue  # an evaluation without this output
+        lines.append(f"  {outputs.LABELS[output]:<16}" + "".join(
+            _cell(values.get(name), 10) + _cell(values.get(name + _STRICT), 8) for _, name in _COLUMNS))
+    slices = sorted(s for s in metrics if s != OVERALL)
+    if slices:
+        width = max(24, *(len(s) + 2 for s in slices))
+        lines.append(f"  {'per slice, ' + outputs.LABELS[outputs.SERVED] + ' MAP':<{width}}{'lenient':>10}{'strict':>8}{'jobs':>6}")
+        for name in slices:
+            values = for_output(metrics[name])
+            jobs = values.get(_EXAMPLE_COUNT)
+            lines.append(f"  {name:<{width}}" + _cell(values.get(_MAP), 10)
+                         + _cell(values.get(_MAP + _STRICT), 8)
+                         + (f"{jobs:>6.0f}" if jobs is not None else f"{'-':>6}"))
+    return [line.rstrip() for line in lines]
 
 
 @dataclasses.dataclass
 class RunSummary:
     run_id: str
     node_states: List[Tuple[str, str]]
-    metrics: Dict[SliceName, Dict[str, float]]
+    metrics: Dict[SliceName, Dict[str, float]]  # the served ranking's metrics per slice
     blessed: Optional[bool]
     pushed_version: Optional[str]  # the version this run's Pusher recorded (None: nothing pushed)
     model_uri: Optional[str]
     push: str = ""  # what the Pusher did, as a sentence
     served: str = ""  # which version is served and whether its files are intact
     warnings: List[str] = dataclasses.field(default_factory=list)
+    # Every output's metrics per slice: {slice: {(output, metric): value}} (evaluation.results).
+    output_metrics: Dict[SliceName, Dict[OutputMetric, float]] = dataclasses.field(default_factory=dict)
 
     def format(self) -> str:
         # Node states are shown as the nodes run (orchestration/console.py); `node_states` keeps them.
         lines = [f"run {self.run_id}"]
-        if self.metrics:
-            names = ["map", "ndcg@10", "precision@10", "recall@100", "example_count"]
-            lines.append("evaluation (eval jobs, every job ranked against every CV):")
-            lines.append(f"  {'slice':<34}" + "".join(f"{n:>14}" for n in names))
-            for slice_name in sorted(self.metrics, key=lambda s: (s != OVERALL, s)):
-                values = self.metrics[slice_name]
-                lines.append(f"  {slice_name:<34}" + "".join(
-                    f"{values[n]:>14.4f}" if isinstance(values.get(n), float) else f"{'-':>14}" for n in names))
+        if self.output_metrics:
+            lines += format_evaluation(self.output_metrics)
         lines += [f"warning: {w}" for w in self.warnings]
         if self.blessed is not None:
             lines.append(f"blessed: {'yes' if self.blessed else 'no'}")
@@ -80,7 +122,8 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: str, node_order: L
         return arts[0] if arts else None
 
     evaluation = output("Evaluator", "evaluation")
-    metrics = load_slice_metrics(evaluation.uri) if evaluation is not None else {}
+    output_metrics = load_metrics(evaluation.uri) if evaluation is not None else {}
+    metrics = {name: for_output(values) for name, values in output_metrics.items()}
     blessing = output("Evaluator", "blessing")
     blessed = None
     if blessing is not None and "blessed" in blessing.custom_properties:
@@ -105,4 +148,4 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: str, node_order: L
     if serving_dir:
         served = pushes.served_line(pushes.verify(store, serving_dir, until_intact=True, records=records))
     return RunSummary(run_id, node_states, metrics, blessed, pushed_version, model.uri if model else None,
-                      push, served, warnings)
+                      push, served, warnings, output_metrics)

@@ -14,6 +14,7 @@ from components.cooccurrence.component import CooccurrenceGen
 from components.data_check.component import DataCheck
 from components.example_gen.component import DatasetExampleGen
 from components.file_check.component import FileCheck
+from components.evaluator.component import Evaluator
 from components.pusher.component import Pusher
 from config import PROJECT_ROOT, PipelineConfig
 from pipeline.baseline import previous_blessed_model_resolver
@@ -130,7 +131,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         top_k=config.top_k, hybrid_ranking=config.hybrid_ranking)
 
     baseline = previous_blessed_model_resolver(trainer.outputs["model"])
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=data_check.outputs["ranking_examples"], model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"], example_splits=["eval"],
         eval_config=build_eval_config(config))
@@ -148,7 +149,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     track_sources(cooccurrence, "components/cooccurrence")
     track_sources(trainer, "components/glove_trainer", "trainer", "serving/model.py", "serving/lexical.py",
                   "components/cooccurrence", "transform", "evaluation/ranking.py", "evaluation/outputs.py")
-    track_sources(evaluator, "evaluation")
+    track_sources(evaluator, "components/evaluator", "evaluation")
     track_sources(pusher, "components/pusher", "serving/base_path.py", "serving/pushes.py", "evaluation/results.py")
 
     return tfx.dsl.Pipeline(

@@ -208,3 +208,52 @@ def test_index_update_pushes_a_version_with_lineage_to_the_trained_model(first_r
     _, trainer_type, _ = mlmd.producer(store, trained.id)
     assert trainer_type.endswith("GloveTrainer")
 
+
+
+def _ranking_job_ids(examples_uri, split):
+    files = [os.path.join(examples_uri, f"Split-{split}", f) for f in os.listdir(os.path.join(examples_uri, f"Split-{split}"))]
+    return {tf.train.Example.FromString(r.numpy()).features.feature["job_id"].bytes_list.value[0].decode()
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")}
+
+
+def test_fusion_is_fitted_on_eval_jobs_only(first_run, tmp_path):
+    """New labels for the held-out test jobs re-run GloveTrainer (its ranking examples changed) and change
+    nothing in the trained model: word vectors, fusion weights and index are identical."""
+    config, first = first_run
+    store = mlmd.sqlite_store(config.metadata_path)
+
+    [examples] = mlmd.run_node_outputs(store, config.pipeline_name, first.run_id, "DataCheck")["ranking_examples"]
+    test_jobs = _ranking_job_ids(examples.uri, "test")
+    data = tmp_path / "data"
+    shutil.copytree(TINY, data)
+    path = data / "judgments" / "judgments.csv"
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    kept = [r for r in rows if not (r["job_id"] in test_jobs and r["relevance"] == "1")]
+    assert test_jobs and len(kept) < len(rows)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, ["job_id", "cv_id", "relevance"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept)
+
+    changed_config = tiny_config(tmp_path / "ws", data_dir=data)
+    changed = run(changed_config)
+    assert states(changed)["GloveTrainer"] == "COMPLETE", changed.format()
+    changed_store = mlmd.sqlite_store(changed_config.metadata_path)
+    [changed_examples] = mlmd.run_node_outputs(changed_store, changed_config.pipeline_name, changed.run_id,
+                                               "DataCheck")["ranking_examples"]
+    assert _ranking_job_ids(changed_examples.uri, "test") == test_jobs
+
+    [model] = mlmd.run_node_outputs(store, config.pipeline_name, first.run_id, "GloveTrainer")["model"]
+    [changed_model] = mlmd.run_node_outputs(changed_store, changed_config.pipeline_name, changed.run_id,
+                                            "GloveTrainer")["model"]
+    fusion = {k: v for k, v in model.custom_properties.items() if k.startswith("fusion_")}
+    assert fusion and fusion == {k: v for k, v in changed_model.custom_properties.items() if k.startswith("fusion_")}
+    readers = [tf.train.load_checkpoint(os.path.join(m.uri, "Format-Serving", "variables", "variables"))
+               for m in (model, changed_model)]
+    names = sorted(readers[0].get_variable_to_shape_map())
+    assert sorted(readers[1].get_variable_to_shape_map()) == names
+    for name in names:
+        if name.endswith("VARIABLE_VALUE"):
+            a, b = readers[0].get_tensor(name), readers[1].get_tensor(name)
+            assert a.shape == b.shape and (a == b).all(), name

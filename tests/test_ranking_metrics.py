@@ -1,13 +1,17 @@
-"""Tests of the ranking metrics: NumPy functions (evaluation.ranking) and TFMA metrics
-(evaluation.tfma_metrics) in Beam and in a whole tfma.run_model_analysis.
+"""Tests of the ranking metrics: NumPy functions (evaluation.ranking), TFMA metrics
+(evaluation.tfma_metrics) in Beam and in a whole tfma.run_model_analysis, the Evaluator's
+configuration (pipeline.eval_config), results (evaluation.results), the run summary's evaluation lines,
+and cvrank's Evaluator executor (components.evaluator) on a tiny multi-output SavedModel.
 
-The NumPy metrics, the metric configurations and a combiner called directly are unit tests; the
-combiners in a Beam pipeline and tfma.run_model_analysis (TFMA on Beam) are slow."""
+The NumPy metrics, the metric configurations and combiners called directly are unit tests; the
+combiners in a Beam pipeline, tfma.run_model_analysis and the Evaluator executor (TFMA on Beam) are
+slow."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 
 import apache_beam as beam
@@ -18,6 +22,7 @@ from sklearn.metrics import average_precision_score, ndcg_score
 from tensorflow_model_analysis import slicer
 from tensorflow_model_analysis.metrics import metric_specs, metric_util
 from tensorflow_model_analysis.proto import config_pb2
+from tfx.types import artifact_utils
 
 from evaluation import ranking, tfma_metrics
 
@@ -92,6 +97,62 @@ def test_ndcg_by_hand():
     assert math.isnan(ranking.ndcg_at_k([0, 0, 0], sc, k=3))  # no gain at all: undefined
 
 
+def test_ndcg_relevance_threshold_zeroes_gains_below_it():
+    # Ranked relevance 0, 2, 1 as above. Threshold 2: the grade-1 CV gains nothing.
+    # DCG@3 = 3/log2(3); IDCG@3 = 3/log2(2) = 3.
+    rel, sc = [0, 2, 1], [0.9, 0.8, 0.7]
+    assert ranking.ndcg_at_k(rel, sc, k=3, relevance_threshold=2) == pytest.approx((3 / math.log2(3)) / 3)
+    # Threshold 1 is the plain graded NDCG.
+    assert ranking.ndcg_at_k(rel, sc, k=3, relevance_threshold=1) == ranking.ndcg_at_k(rel, sc, k=3)
+    # No CV at the threshold: undefined.
+    assert math.isnan(ranking.ndcg_at_k([0, 1, 1], sc, k=3, relevance_threshold=2))
+
+
+# One job over 12 CVs, scores in index order (rank r = index + 1); relevance by rank:
+#   rank:       1  2  3  4  5  6  7  8  9 10 11 12
+#   relevance:  1  2  0  0  1  0  0  0  0  0  2  0
+_HAND_RELEVANCE = [1, 2, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0]
+_HAND_SCORES = list(np.arange(12, 0, -1, dtype=float))
+_HAND = {
+    # Lenient (relevance >= 1): relevant at ranks 1, 2, 5, 11.
+    #   AP = (1/1 + 2/2 + 3/5 + 4/11) / 4
+    "map": (1 + 1 + 3 / 5 + 4 / 11) / 4,
+    #   Gains 2^rel - 1: rank 1 -> 1, rank 2 -> 3, rank 5 -> 1 (rank 11 is beyond 10).
+    #   DCG@10 = 1/log2(2) + 3/log2(3) + 1/log2(6); ideal gains 3, 3, 1, 1:
+    #   IDCG@10 = 3/log2(2) + 3/log2(3) + 1/log2(4) + 1/log2(5)
+    "ndcg@10": (1 + 3 / math.log2(3) + 1 / math.log2(6))
+               / (3 + 3 / math.log2(3) + 1 / 2 + 1 / math.log2(5)),
+    #   Relevant in the first 10 ranks: 1, 2, 5 -> 3/10.
+    "precision@10": 3 / 10,
+    # Strict (relevance 2): relevant at ranks 2 and 11.
+    #   AP = (1/2 + 2/11) / 2
+    "map_strict": (1 / 2 + 2 / 11) / 2,
+    #   Only grade-2 CVs gain 3: DCG@10 = 3/log2(3) (rank 11 is beyond 10);
+    #   IDCG@10 = 3/log2(2) + 3/log2(3).
+    "ndcg@10_strict": (3 / math.log2(3)) / (3 + 3 / math.log2(3)),
+    #   Relevant in the first 10 ranks: rank 2 -> 1/10.
+    "precision@10_strict": 1 / 10,
+}
+
+
+def _hand_metric_values(relevance, scores):
+    """The metrics of _HAND for one job, from evaluation.ranking."""
+    values = {}
+    for suffix, t in (("", 1), ("_strict", 2)):
+        values["map" + suffix] = ranking.average_precision(relevance, scores, t)
+        values["ndcg@10" + suffix] = ranking.ndcg_at_k(relevance, scores, 10, t)
+        values["precision@10" + suffix] = ranking.precision_at_k(relevance, scores, 10, t)
+    return values
+
+
+def test_strict_and_lenient_metrics_by_hand():
+    got = _hand_metric_values(_HAND_RELEVANCE, _HAND_SCORES)
+    assert got == pytest.approx(_HAND)
+    # Numerically: lenient MAP 0.7409, NDCG@10 0.5632; strict MAP 0.3409, NDCG@10 0.3869.
+    assert (round(got["map"], 4), round(got["ndcg@10"], 4)) == (0.7409, 0.5632)
+    assert (round(got["map_strict"], 4), round(got["ndcg@10_strict"], 4)) == (0.3409, 0.3869)
+
+
 def test_precision_and_recall_at_k_by_hand():
     scores = np.arange(10, 0, -1, dtype=float)  # ranks follow index order
     relevance = np.array([1, 0, 2, 0, 0, 1, 0, 0, 0, 1])
@@ -164,6 +225,18 @@ def test_ndcg_matches_sklearn_with_exponential_gains(seed, k):
         # sklearn's ndcg_score uses y_true as linear gains: pass 2**rel - 1 to get exponential ones.
         expected = ndcg_score([np.exp2(relevance) - 1], [scores], k=k)
         assert ranking.ndcg_at_k(relevance, scores, k=k) == pytest.approx(expected), name
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_strict_ndcg_matches_sklearn_with_gains_of_grade_two_only(seed):
+    rng = np.random.default_rng(200 + seed)
+    n = int(rng.integers(5, 200))
+    scores = rng.permutation(n).astype(float)
+    for name, relevance in _relevance_patterns(rng, n):
+        if not (relevance >= 2).any():
+            continue
+        expected = ndcg_score([np.where(relevance >= 2, 3.0, 0.0)], [scores], k=10)
+        assert ranking.ndcg_at_k(relevance, scores, 10, relevance_threshold=2) == pytest.approx(expected), name
 
 
 # --------------------------------------------------------------------------------------------------
@@ -578,3 +651,455 @@ def test_run_model_analysis_validation(analysis):
         for model in ("candidate", "candidate_raw")
         for name, is_diff in (("precision@10", False), ("ndcg@10", True))
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# Strict and lenient configurations, MapDifference, the Evaluator's EvalConfig
+# --------------------------------------------------------------------------------------------------
+
+_LENIENT_NAMES = ["map", "ndcg@10", "precision@10", "recall@100", "jobs_without_relevant"]
+_STRICT_NAMES = ["map_strict", "ndcg@10_strict", "precision@10_strict", "jobs_without_relevant_strict"]
+
+
+def test_relevance_metric_configs_name_both_levels():
+    configs = tfma_metrics.relevance_metric_configs()
+    by_name = {json.loads(c.config)["name"]: json.loads(c.config) for c in configs}
+    assert list(by_name) == _LENIENT_NAMES + _STRICT_NAMES
+    assert {n: c["relevance_threshold"] for n, c in by_name.items()} == {
+        **{n: 1.0 for n in _LENIENT_NAMES}, **{n: 2.0 for n in _STRICT_NAMES}}
+    computations = metric_specs.to_computations([_spec(*configs)], config_pb2.EvalConfig())
+    assert sorted(k.name for c in computations for k in c.keys) == sorted(_LENIENT_NAMES + _STRICT_NAMES)
+    threshold = config_pb2.MetricThreshold(
+        value_threshold=config_pb2.GenericValueThreshold(lower_bound={"value": 0.1}))
+    with_threshold = tfma_metrics.relevance_metric_configs(thresholds={"map_strict": threshold})
+    assert [json.loads(c.config)["name"] for c in with_threshold if c.HasField("threshold")] == ["map_strict"]
+    with pytest.raises(ValueError, match=re.escape("thresholds for unknown ranking metrics: ['recall@100_strict']")):
+        tfma_metrics.relevance_metric_configs(thresholds={"recall@100_strict": threshold})
+
+
+def test_map_difference_config_and_its_spec_rules():
+    config = tfma_metrics.map_difference_config()
+    assert (config.class_name, json.loads(config.config)) == ("MapDifference", {
+        "name": "map_over_bm25", "output": "scores", "reference": "bm25_scores", "relevance_threshold": 1.0})
+    [computation] = metric_specs.to_computations([_spec(config)], config_pb2.EvalConfig())
+    [key] = computation.keys
+    assert (key.name, key.output_name) == ("map_over_bm25", "")
+    assert tfma_metrics.MapDifference(reference="tfidf_scores").name == "map_over_tfidf"
+    with pytest.raises(ValueError, match="put it in a MetricsSpec without output_names"):
+        metric_specs.to_computations([_spec(config, output_names=["scores"])], config_pb2.EvalConfig())
+    with pytest.raises(ValueError, match="two different output names"):
+        tfma_metrics.MapDifference(reference="scores")
+
+
+def _updated_eval_config(has_baseline: bool, bless_over_bm25: bool = False):
+    """The Evaluator's EvalConfig as TFX's Evaluator executor rewrites it for a run."""
+    import tensorflow_model_analysis as tfma
+
+    from config import PipelineConfig
+    from pipeline.eval_config import build_eval_config
+
+    config = build_eval_config(PipelineConfig(bless_over_bm25=bless_over_bm25, map_floor=0.05, map_tolerance=0.01))
+    return tfma.utils.update_eval_config_with_defaults(config, has_baseline=has_baseline, rubber_stamp=True)
+
+
+def _metric_keys(eval_config):
+    computations = metric_specs.to_computations(eval_config.metrics_specs, eval_config)
+    return {(k.model_name, k.output_name, k.name) for c in computations for k in c.keys}
+
+
+@pytest.mark.parametrize("has_baseline", [False, True])
+def test_eval_config_metrics_per_output_and_model(has_baseline):
+    eval_config = _updated_eval_config(has_baseline)
+    [candidate] = [s for s in eval_config.model_specs if not s.is_baseline]
+    assert (candidate.signature_name, candidate.prediction_key, candidate.label_key) == (
+        "evaluate", "", "relevance_labels")
+    assert list(candidate.preprocessing_function_names) == ["relevance_labels"]
+    cand, base = ("candidate", "baseline") if has_baseline else ("", None)
+    ranking_names = _LENIENT_NAMES + _STRICT_NAMES
+    want = {(cand, "scores", n) for n in ranking_names + ["example_count"]}
+    want |= {(cand, o, n) for o in ("embedding_scores", "bm25_scores", "tfidf_scores") for n in ranking_names}
+    want.add((cand, "", "map_over_bm25"))
+    if has_baseline:
+        # The baseline, possibly an old model with the `scores` output alone, gets the served metrics only.
+        want |= {(base, "scores", n) for n in ranking_names + ["example_count"]}
+    assert _metric_keys(eval_config) == want
+    assert [s.feature_keys for s in eval_config.slicing_specs] == [[], ["major_group"], ["text_words_bucket"]]
+
+
+@pytest.mark.parametrize("bless_over_bm25", [False, True])
+@pytest.mark.parametrize("has_baseline", [False, True])
+def test_eval_config_thresholds(has_baseline, bless_over_bm25):
+    eval_config = _updated_eval_config(has_baseline, bless_over_bm25)
+    thresholds = metric_specs.metric_thresholds_from_metrics_specs(eval_config.metrics_specs, eval_config)
+    cand = "candidate" if has_baseline else ""
+    found = {}
+    for key, per_slice in thresholds.items():
+        if key.model_name == "baseline":
+            continue  # TFMA lists them, its validator skips them
+        for slicing_spec, threshold in per_slice:
+            assert slicing_spec == config_pb2.SlicingSpec()  # the overall slice only
+            found[(key.name, key.output_name, key.is_diff)] = threshold
+        assert key.model_name == cand
+    want = {("map", "scores", False): config_pb2.GenericValueThreshold(lower_bound={"value": 0.05})}
+    if has_baseline:
+        want["map", "scores", True] = config_pb2.GenericChangeThreshold(
+            direction=config_pb2.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -0.01})
+    if bless_over_bm25:
+        want["map_over_bm25", "", False] = config_pb2.GenericValueThreshold(lower_bound={"value": 0.0})
+    assert found == want
+
+
+# Three jobs over the 12 CVs: the hand-computed one, one with grade 1 only (no strict relevant CV), and
+# one without any relevant CV. Predictions: every output of `evaluate`.
+def _multi_output_jobs():
+    rng = np.random.default_rng(11)
+    relevance = [np.array(_HAND_RELEVANCE, float), np.array([0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1], float),
+                 np.zeros(12)]
+    jobs = []
+    for j, rel in enumerate(relevance):
+        scores = {o: rng.permutation(12).astype(float) for o in ("embedding_scores", "bm25_scores", "tfidf_scores")}
+        scores["scores"] = np.array(_HAND_SCORES) if j == 0 else rel + rng.normal(scale=0.5, size=12)
+        jobs.append((rel, scores))
+    return jobs
+
+
+def _expected_metrics(jobs, output):
+    labels, scores = [r for r, _ in jobs], [s[output] for _, s in jobs]
+    values = {}
+    for suffix, t in (("", 1), ("_strict", 2)):
+        for name, fn in (("map", lambda r, s, t=t: ranking.average_precision(r, s, t)),
+                         ("ndcg@10", lambda r, s, t=t: ranking.ndcg_at_k(r, s, 10, t)),
+                         ("precision@10", lambda r, s, t=t: ranking.precision_at_k(r, s, 10, t))):
+            agg = ranking.mean_over_jobs(fn, labels, scores, relevance_threshold=t)
+            values[name + suffix] = agg.value
+            values["jobs_without_relevant" + suffix] = agg.num_jobs_without_relevant
+    values["recall@100"] = ranking.mean_over_jobs(
+        lambda r, s: ranking.recall_at_k(r, s, 100), labels, scores).value
+    return values
+
+
+def _run_computations_directly(eval_config, inputs):
+    """Every cvrank metric of `eval_config` over StandardMetricInputs `inputs`, each combiner called in
+    process (no Beam): {(model, output, name): value}."""
+    result = {}
+    for computation in metric_specs.to_computations(eval_config.metrics_specs, eval_config):
+        combiner = computation.combiner
+        if not isinstance(combiner, tfma_metrics._RankingCombiner):
+            continue  # ExampleCount
+        acc = combiner.create_accumulator()
+        for element in inputs:
+            acc = combiner.add_input(acc, element)
+        for key, value in combiner.extract_output(combiner.merge_accumulators([acc])).items():
+            result[key.model_name, key.output_name, key.name] = value
+    return result
+
+
+def test_eval_config_metrics_on_multi_output_predictions_without_baseline():
+    jobs = _multi_output_jobs()
+    inputs = [metric_util.to_standard_metric_inputs(
+        {"labels": rel, "predictions": scores, "example_weights": np.array([1.0])}) for rel, scores in jobs]
+    got = _run_computations_directly(_updated_eval_config(has_baseline=False), inputs)
+    for output in ("scores", "embedding_scores", "bm25_scores", "tfidf_scores"):
+        for name, value in _expected_metrics(jobs, output).items():
+            assert got["", output, name] == pytest.approx(value, nan_ok=True), (output, name)
+    # Job 0 is the only one with a grade-2 CV: the strict served metrics are the hand-computed ones.
+    for name in ("map_strict", "ndcg@10_strict", "precision@10_strict"):
+        assert got["", "scores", name] == pytest.approx(_HAND[name])
+    assert got["", "scores", "jobs_without_relevant"] == 1 and got["", "scores", "jobs_without_relevant_strict"] == 2
+    # map_over_bm25: the MAP difference over the same (lenient) jobs.
+    assert got["", "", "map_over_bm25"] == pytest.approx(
+        _expected_metrics(jobs, "scores")["map"] - _expected_metrics(jobs, "bm25_scores")["map"])
+
+
+def test_eval_config_metrics_with_a_baseline_of_the_old_format():
+    """The baseline is a model whose `evaluate` returns `scores` alone: TFMA hands its prediction over as
+    a bare array. Its index order differs from the candidate's (reversed), and so do its labels."""
+    jobs = _multi_output_jobs()
+    inputs = [metric_util.to_standard_metric_inputs({
+        "labels": {"candidate": rel, "baseline": rel[::-1]},
+        "predictions": {"candidate": scores, "baseline": scores["bm25_scores"][::-1]},
+        "example_weights": {"candidate": np.array([1.0]), "baseline": np.array([1.0])},
+    }) for rel, scores in jobs]
+    got = _run_computations_directly(_updated_eval_config(has_baseline=True, bless_over_bm25=True), inputs)
+    for output in ("scores", "embedding_scores", "bm25_scores", "tfidf_scores"):
+        for name, value in _expected_metrics(jobs, output).items():
+            assert got["candidate", output, name] == pytest.approx(value, nan_ok=True), (output, name)
+    # The baseline ranks as the candidate's BM25 does (reversed index, reversed labels).
+    for name, value in _expected_metrics(jobs, "bm25_scores").items():
+        assert got["baseline", "scores", name] == pytest.approx(value, nan_ok=True), name
+    assert not any(model == "baseline" and output != "scores" for model, output, _ in got)
+    assert got["candidate", "", "map_over_bm25"] == pytest.approx(
+        got["candidate", "scores", "map"] - got["candidate", "bm25_scores", "map"])
+
+
+def test_a_single_output_prediction_is_only_the_served_output():
+    """A bare-array prediction stands for `scores`; another output of such a model is an error."""
+    element = metric_util.to_standard_metric_inputs(
+        {"labels": np.array(_HAND_RELEVANCE, float), "predictions": np.array(_HAND_SCORES),
+         "example_weights": np.array([1.0])})
+    spec = _spec(*tfma_metrics.ranking_metric_configs(), output_names=["scores", "bm25_scores"])
+    eval_config = config_pb2.EvalConfig(model_specs=[config_pb2.ModelSpec(label_key="relevance_labels")])
+    for computation in metric_specs.to_computations([spec], eval_config):
+        [key] = computation.keys
+        combiner = computation.combiner
+        if key.output_name == "scores":
+            acc = combiner.add_input(combiner.create_accumulator(), element)
+            if key.name in _HAND:
+                assert combiner.extract_output(acc)[key] == pytest.approx(_HAND[key.name])
+        else:
+            with pytest.raises(ValueError, match="bm25_scores"):
+                combiner.add_input(combiner.create_accumulator(), element)
+
+
+# --------------------------------------------------------------------------------------------------
+# Results and the run summary's evaluation lines
+# --------------------------------------------------------------------------------------------------
+
+
+def test_summary_shows_every_output_overall_and_the_served_map_per_slice():
+    from orchestration.summary import format_evaluation
+
+    overall = {("scores", "example_count"): 40.0, ("scores", "jobs_without_relevant"): 0.0,
+               ("scores", "jobs_without_relevant_strict"): 3.0, ("", "ignored"): 1.0}
+    for row, output in enumerate(("scores", "embedding_scores", "bm25_scores", "tfidf_scores")):
+        for col, name in enumerate(("map", "map_strict", "ndcg@10", "ndcg@10_strict", "precision@10",
+                                    "precision@10_strict")):
+            overall[output, name] = row / 10 + col / 100
+    metrics = {"Overall": overall,
+               "major_group=15": {("scores", "map"): 0.5, ("scores", "map_strict"): 0.25,
+                                  ("scores", "example_count"): 7.0, ("bm25_scores", "map"): 0.9}}
+    lines = format_evaluation(metrics)
+    assert lines[1] == "  overall: 40 jobs (3 have no grade-2 CV: not in the strict ones)"
+    assert lines[2].split() == ["MAP", "NDCG@10", "P@10"]
+    assert lines[3].split() == ["lenient", "strict"] * 3
+    rows = {line[:18].strip(): line[18:].split() for line in lines[4:8]}
+    assert rows == {
+        "cvrank": ["0.0000", "0.0100", "0.0200", "0.0300", "0.0400", "0.0500"],
+        "embedding only": ["0.1000", "0.1100", "0.1200", "0.1300", "0.1400", "0.1500"],
+        "bm25": ["0.2000", "0.2100", "0.2200", "0.2300", "0.2400", "0.2500"],
+        "tf-idf": ["0.3000", "0.3100", "0.3200", "0.3300", "0.3400", "0.3500"],
+    }
+    assert lines[8].split() == ["per", "slice,", "cvrank", "MAP", "lenient", "strict", "jobs"]
+    assert lines[9].split() == ["major_group=15", "0.5000", "0.2500", "7"]
+    assert len(lines) == 10
+    # An evaluation with the served ranking only (written before `evaluate` had other outputs).
+    old = format_evaluation({"Overall": {("scores", "map"): 0.5}})
+    assert [line.split()[0] for line in old[3:]] == ["cvrank"]
+
+
+# --------------------------------------------------------------------------------------------------
+# cvrank's Evaluator executor on tiny SavedModels with the `evaluate` outputs
+# --------------------------------------------------------------------------------------------------
+
+_EVAL_N_CV = 10
+_EVAL_JOBS = 8
+_OUTPUTS = ("scores", "embedding_scores", "bm25_scores", "tfidf_scores")
+
+
+def _save_ranker(model_uri: str, cv_ids, outputs_from: dict) -> None:
+    """Saves, in a Model artifact's `Format-Serving/`, a tf.Module with the serving model's evaluation
+    signatures: `evaluate` returns each output named in `outputs_from` as the float feature it maps to
+    ([batch, n_cvs], the model's index order); `relevance_labels` maps `judged_cv_ids` and
+    `judged_relevance` onto the index `cv_ids` as serving/model.py does."""
+    import tensorflow as tf
+
+    n = len(cv_ids)
+
+    class Ranker(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.cv_ids = tf.Variable(list(cv_ids), dtype=tf.string, trainable=False)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def evaluate(self, examples):
+            spec = {f: tf.io.FixedLenFeature([n], tf.float32) for f in set(outputs_from.values())}
+            parsed = tf.io.parse_example(examples, spec)
+            return {output: parsed[feature] for output, feature in outputs_from.items()}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def relevance_labels(self, examples):
+            parsed = tf.io.parse_example(examples, {
+                "judged_cv_ids": tf.io.VarLenFeature(tf.string),
+                "judged_relevance": tf.io.VarLenFeature(tf.int64),
+            })
+            ids = tf.sparse.reorder(parsed["judged_cv_ids"])
+            rel = tf.sparse.reorder(parsed["judged_relevance"])
+            matches = tf.equal(tf.expand_dims(ids.values, 1), tf.expand_dims(self.cv_ids, 0))
+            known = tf.reduce_any(matches, axis=1)
+            cols = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64)
+            rows = tf.boolean_mask(ids.indices[:, 0], known)
+            indices = tf.stack([rows, tf.boolean_mask(cols, known)], axis=1)
+            values = tf.cast(tf.boolean_mask(rel.values, known), tf.float32)
+            shape = tf.stack([tf.shape(examples, out_type=tf.int64)[0], tf.shape(self.cv_ids, out_type=tf.int64)[0]])
+            return {"relevance_labels": tf.scatter_nd(indices, values, shape)}
+
+    module = Ranker()
+    tf.saved_model.save(module, os.path.join(model_uri, "Format-Serving"), signatures={
+        "evaluate": module.evaluate, "relevance_labels": module.relevance_labels})
+
+
+@pytest.fixture(scope="module")
+def evaluator_inputs(tmp_path_factory):
+    """Ranking examples (split `eval`) and three models: `good` (served ranking close to the relevance,
+    better than its BM25), `poor` (served ranking reversed, worse than its BM25) and `old`, a model of
+    the old format (`evaluate` returns `scores` alone) whose index is the reverse of the others' and
+    whose scores are their BM25's."""
+    import tensorflow as tf
+    from tfx.types import standard_artifacts
+
+    root = tmp_path_factory.mktemp("evaluator")
+    rng = np.random.default_rng(5)
+    cv_ids = [f"cv{i}".encode() for i in range(_EVAL_N_CV)]
+    jobs = []
+    examples = standard_artifacts.Examples()
+    examples.uri = str(root / "examples")
+    examples.split_names = artifact_utils.encode_split_names(["eval"])
+    directory = artifact_utils.get_split_uri([examples], "eval")
+    os.makedirs(directory)
+    with tf.io.TFRecordWriter(os.path.join(directory, "data_tfrecord-00000-of-00001.gz"), options="GZIP") as w:
+        for j in range(_EVAL_JOBS):
+            rel = np.zeros(_EVAL_N_CV)
+            rel[rng.choice(_EVAL_N_CV, size=3, replace=False)] = [2, 1, 1] if j % 3 else [1, 1, 1]
+            features = {
+                "good": rel + rng.normal(scale=0.3, size=_EVAL_N_CV),
+                "poor": -rel + rng.normal(scale=0.3, size=_EVAL_N_CV),
+                "mid": rel + rng.normal(scale=1.5, size=_EVAL_N_CV),
+                "embedding": rng.normal(size=_EVAL_N_CV),
+                "tfidf": rng.normal(size=_EVAL_N_CV),
+            }
+            features["mid_reversed"] = features["mid"][::-1]
+            judged = np.flatnonzero(rel)
+            feature = {k: tf.train.Feature(float_list=tf.train.FloatList(value=v)) for k, v in features.items()}
+            feature.update(
+                judged_cv_ids=tf.train.Feature(bytes_list=tf.train.BytesList(value=[cv_ids[i] for i in judged])),
+                judged_relevance=tf.train.Feature(int64_list=tf.train.Int64List(value=rel[judged].astype(int))),
+                major_group=tf.train.Feature(int64_list=tf.train.Int64List(value=[11 + j % 2])),
+                text_words_bucket=tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"short"])),
+            )
+            w.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+            jobs.append((rel, features))
+
+    rest = {"embedding_scores": "embedding", "bm25_scores": "mid", "tfidf_scores": "tfidf"}
+    models = {}
+    for name, ids, outputs_from in (("good", cv_ids, {"scores": "good", **rest}),
+                                    ("poor", cv_ids, {"scores": "poor", **rest}),
+                                    ("old", cv_ids[::-1], {"scores": "mid_reversed"})):
+        model = standard_artifacts.Model()
+        model.uri = str(root / name)
+        _save_ranker(model.uri, ids, outputs_from)
+        models[name] = model
+    return root, examples, models, jobs
+
+
+def _run_evaluator(root, examples, candidate, baseline=None, bless_over_bm25=False, map_floor=0.0):
+    """Runs components.evaluator's executor as TFX's launcher would; returns (evaluation, blessing)."""
+    from tfx.types import standard_artifacts
+    from tfx.utils import proto_utils
+
+    from components.evaluator import executor
+    from config import PipelineConfig
+    from pipeline.eval_config import build_eval_config
+
+    run = f"{candidate.uri.rsplit('/', 1)[-1]}-{baseline is not None}-{bless_over_bm25}"
+    evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+    evaluation.uri, blessing.uri = str(root / run / "evaluation"), str(root / run / "blessing")
+    os.makedirs(blessing.uri)
+    candidate.id = 1
+    inputs = {"examples": [examples], "model": [candidate]}
+    if baseline is not None:
+        baseline.id = 2
+        inputs["baseline_model"] = [baseline]
+    eval_config = build_eval_config(PipelineConfig(bless_over_bm25=bless_over_bm25, map_floor=map_floor))
+    context = executor.Executor.Context(beam_pipeline_args=["--direct_num_workers=1"],
+                                        tmp_dir=str(root / run / "tmp"), unique_id="1")
+    executor.Executor(context).Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]}, {
+        "eval_config": proto_utils.proto_to_json(eval_config), "example_splits": json.dumps(["eval"])})
+    return evaluation, blessing
+
+
+def _failed_thresholds(evaluation_uri):
+    import tensorflow_model_analysis as tfma
+
+    validation = tfma.load_validation_result(evaluation_uri)
+    return {(f.metric_key.name, f.metric_key.output_name)
+            for s in validation.metric_validations_per_slice for f in s.failures}
+
+
+@pytest.mark.slow
+def test_evaluator_records_metrics_per_output_and_blesses_over_bm25(evaluator_inputs):
+    from evaluation import results
+    from components.evaluator.executor import metric_properties
+
+    root, examples, models, jobs = evaluator_inputs
+    evaluation, blessing = _run_evaluator(root, examples, models["good"], bless_over_bm25=True)
+    loaded = results.load_metrics(evaluation.uri)
+    assert set(loaded) == {"Overall", "major_group=11", "major_group=12", "text_words_bucket=short"}
+    overall = loaded["Overall"]
+    relevance = [rel for rel, _ in jobs]
+    for output, feature in (("scores", "good"), ("embedding_scores", "embedding"), ("bm25_scores", "mid"),
+                            ("tfidf_scores", "tfidf")):
+        expected = _expected_metrics([(rel, {output: f[feature]}) for rel, f in jobs], output)
+        for name, value in expected.items():
+            assert overall[output, name] == pytest.approx(value, rel=1e-6), (output, name)
+    assert overall["scores", "example_count"] == _EVAL_JOBS
+    assert overall["scores", "map_over_bm25"] == pytest.approx(
+        ranking.mean_average_precision(relevance, [f["good"] for _, f in jobs]).value
+        - ranking.mean_average_precision(relevance, [f["mid"] for _, f in jobs]).value)
+    assert overall["scores", "map_over_bm25"] > 0
+    # The one-output view (the Pusher's and the summary's) is the served ranking's.
+    assert results.load_slice_metrics(evaluation.uri)["Overall"]["map"] == overall["scores", "map"]
+    # Custom properties: the served ranking's metrics by name, the others' as <output>:<metric>.
+    properties = {k: v.double_value for k, v in evaluation.mlmd_artifact.custom_properties.items()}
+    assert properties == metric_properties(evaluation.uri)
+    assert properties["map"] == pytest.approx(overall["scores", "map"])
+    assert properties["map_strict"] == pytest.approx(overall["scores", "map_strict"])
+    assert properties["map_over_bm25"] == pytest.approx(overall["scores", "map_over_bm25"])
+    assert properties["bm25_scores:ndcg@10_strict"] == pytest.approx(overall["bm25_scores", "ndcg@10_strict"])
+    assert {k for k in properties if ":" in k} == {
+        f"{o}:{n}" for o in _OUTPUTS[1:] for n in _LENIENT_NAMES + _STRICT_NAMES}
+    assert blessing.get_int_custom_property("blessed") == 1
+    assert os.path.exists(os.path.join(blessing.uri, "BLESSED"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bless_over_bm25", [True, False])
+def test_evaluator_bless_over_bm25_option(evaluator_inputs, bless_over_bm25):
+    root, examples, models, _ = evaluator_inputs
+    evaluation, blessing = _run_evaluator(root, examples, models["poor"], bless_over_bm25=bless_over_bm25)
+    assert evaluation.get_float_custom_property("map_over_bm25") < 0
+    if bless_over_bm25:
+        # The MAP floor (0 here) holds; only "at least BM25's MAP" fails.
+        assert _failed_thresholds(evaluation.uri) == {("map_over_bm25", "")}
+        assert blessing.get_int_custom_property("blessed") == 0
+    else:
+        assert _failed_thresholds(evaluation.uri) == set()
+        assert blessing.get_int_custom_property("blessed") == 1
+
+
+@pytest.mark.slow
+def test_evaluator_with_a_baseline_of_the_old_format(evaluator_inputs):
+    """The baseline's `evaluate` returns `scores` alone, over an index in another order: the run
+    succeeds, the baseline gets the served-ranking metrics (in its own index order) and diffs, the
+    candidate every output."""
+    import tensorflow_model_analysis as tfma
+
+    from evaluation import results
+
+    root, examples, models, jobs = evaluator_inputs
+    evaluation, blessing = _run_evaluator(root, examples, models["good"], baseline=models["old"],
+                                          bless_over_bm25=True)
+    candidate = results.load_metrics(evaluation.uri)["Overall"]
+    baseline = results.load_metrics(evaluation.uri, model=results.BASELINE)["Overall"]
+    assert {o for o, _ in baseline} == {"scores"}
+    assert {o for o, _ in candidate} == set(_OUTPUTS)
+    # The old model's scores are the candidate's BM25 in reverse index order, labels reversed with them.
+    for name in _LENIENT_NAMES + _STRICT_NAMES:
+        assert baseline["scores", name] == pytest.approx(candidate["bm25_scores", name], rel=1e-6), name
+    diffs = {kv.key.name: kv.value.double_value.value
+             for s in tfma.load_metrics(evaluation.uri) if not s.slice_key.single_slice_keys
+             for kv in s.metric_keys_and_values if kv.key.is_diff}
+    assert diffs["map"] == pytest.approx(candidate["scores", "map"] - baseline["scores", "map"], rel=1e-6)
+    assert "map_over_bm25" not in diffs
+    assert evaluation.get_float_custom_property("map") == pytest.approx(candidate["scores", "map"])
+    assert blessing.get_int_custom_property("blessed") == 1
+    assert blessing.get_int_custom_property("baseline_model_id") == 2
