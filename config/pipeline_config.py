@@ -95,7 +95,7 @@ class PipelineConfig(Settings):
     # Serving model.
     doc_weighting: DocWeighting = Field(
         "sif", description="Serving model: how word vectors make a document vector: mean, idf or sif "
-                           "(smooth inverse frequency, first principal component removed)")
+                           "(smooth inverse frequency); the mean CV vector is then subtracted")
     top_k: int = Field(10, ge=1, description="Serving model: CVs returned per query")
     hybrid_ranking: bool = Field(
         True, description="Serving model: rank by embeddings fused with BM25 and pseudo-relevance feedback, "
