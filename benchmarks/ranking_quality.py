@@ -1,26 +1,33 @@
-"""Ranking-quality benchmark: the cvrank model against simple baselines, on the pipeline's own splits.
+"""Ranking-quality benchmark: every output of the cvrank model against external lexical baselines, at
+the top of the list and on strict relevance, on the pipeline's own job splits.
 
 Reads a finished pipeline run from ML Metadata (read-only) and ranks *every* CV of the index for every
-job of a split (full-candidate ranking, no sampled negatives) with:
+job of the `eval` split and of `--split` (full-candidate ranking, no sampled negatives) with:
 
-1. the cvrank model: the GloVe Model artifact of the latest push (the model that was the input of the
-   newest PushedModel with `pushed` = 1), or, when nothing was pushed, the newest Model artifact
-   produced by GloveTrainer; scored with its `evaluate` signature, labels aligned to its `cv_ids`;
-2. the same word vectors (`word_vectors.txt` of that Model) with each document weighting `mean`, `idf`
-   and `sif`, rebuilt with `serving.model.build_model` from the Transform graph and the CV examples
-   that the model's GloveTrainer execution consumed;
-3. TF-IDF cosine (scikit-learn `TfidfVectorizer` fitted on the CV texts), default settings and
-   `sublinear_tf=True`;
-4. BM25 (`rank_bm25.BM25Okapi` over the CVs, lowercase `[a-z0-9]+` tokens);
-5. random scores, averaged over several seeds.
+1. the cvrank model: the Model artifact of the latest push (the model that was the input of the newest
+   PushedModel with `pushed` = 1), or, when nothing was pushed, the newest Model produced by
+   GloveTrainer. Its `evaluate` signature gives one row per output it has (evaluation.outputs, labelled
+   with `outputs.LABELS`): `cvrank` (the served ranking), `embedding only`, `bm25`, `tf-idf`. An older
+   model has only the served `scores`; the rows of the outputs it lacks are left out. Labels are aligned
+   to the model's own `cv_ids`;
+2. external baselines, computed here from the CV texts the model indexed, independently of the model:
+   TF-IDF cosine (scikit-learn `TfidfVectorizer` fitted on the CVs, default settings and
+   `sublinear_tf=True`), BM25 (`rank_bm25.BM25Okapi`, lowercase `[a-z0-9]+` tokens), and uniform random
+   scores averaged over several seeds.
 
 Jobs and labels come from the newest `ranking_examples` artifact of DataCheck: one tf.Example per job
 (`text`, `judged_cv_ids`, `judged_relevance`), GZIP TFRecords under `Split-<name>/`. Every method ranks
-the job's `text` feature, which is what the model's `evaluate` signature reads. Metrics come from
-`evaluation.ranking` (MAP, NDCG@10, P@10, R@100; jobs without a relevant CV are excluded as that
-module defines). The table is printed for the `eval` split and for `--split`; the weighting table
-compares the three schemes on `eval` (where a default should be chosen) and on `--split`.
-`--data` is the dataset the run was made from; its CV file is compared with the CV examples, and a
+the job's `text` feature, which is what the model's `evaluate` signature reads.
+
+Metrics (evaluation.ranking): MAP, NDCG@10 and P@10 at two levels, strict (relevant = relevance 2, the
+CV's occupation is the job's; NDCG gains only from grade 2) and lenient (relevant = relevance >= 1,
+graded NDCG gains). Jobs without a relevant CV at a level are excluded from that level.
+
+The report: one table per split; a targets block, the served model's value divided by the best of the
+external TF-IDF and BM25 rows for each metric and level (the product target is 1.1x); when
+`<data>/distractors.csv` exists (data/derive_dataset.py --distractors), the number of distractor CVs
+each method puts in the top 10 of the `--split` jobs they do not match; notes; timings.
+`--data` is the dataset the run was made from; its CV files are compared with the indexed CVs, and a
 difference is reported. Prints figures only; asserts nothing.
 
     bin/cvrank exec -- python benchmarks/ranking_quality.py
@@ -39,18 +46,33 @@ import platform
 import re
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from evaluation import ranking  # noqa: E402
+from evaluation import outputs, ranking  # noqa: E402
 
-WEIGHTINGS = ("mean", "idf", "sif")
-METRICS = ("MAP", "NDCG@10", "P@10", "R@100")
+# (level name, relevance threshold): relevant = relevance >= threshold.
+LEVELS = (("strict", 2.0), ("lenient", 1.0))
+LEVEL_TITLES = {"strict": "strict (relevance 2)", "lenient": "lenient (relevance >= 1)"}
+METRICS = ("MAP", "NDCG@10", "P@10")
+K = 10
+TARGET_RATIO = 1.1  # the served ranking against the best external lexical baseline
+DISTRACTORS_FILE = "distractors.csv"
+
+# External baselines; the lexical ones are what the targets compare with.
+TFIDF = "tf-idf (scikit-learn)"
+TFIDF_SUBLINEAR = "tf-idf sublinear_tf (scikit-learn)"
+BM25 = "bm25 okapi (rank_bm25)"
+EXTERNAL_LEXICAL = (TFIDF, TFIDF_SUBLINEAR, BM25)
+
 _TOKEN = re.compile(r"[a-z0-9]+")
 _BATCH = 256
+
+# Metrics of one method on one split: {(level, metric): aggregate}.
+Metrics = Dict[Tuple[str, str], ranking.RankingAggregate]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -90,17 +112,79 @@ def relevance_matrix(judged_cv_ids: Sequence[Sequence[str]], judged_relevance: S
     return labels, unknown
 
 
-def score_metrics(labels: np.ndarray, scores: np.ndarray) -> Dict[str, ranking.RankingAggregate]:
-    """MAP, NDCG@10, P@10 and R@100 over the rows (jobs) of `labels` / `scores` [n_jobs, n_cvs],
-    computed by `evaluation.ranking` (jobs without a relevant CV are excluded there)."""
+def score_metrics(labels: np.ndarray, scores: np.ndarray,
+                  relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD
+                  ) -> Dict[str, ranking.RankingAggregate]:
+    """MAP, NDCG@10 and P@10 over the rows (jobs) of `labels` / `scores` [n_jobs, n_cvs] with relevant =
+    relevance >= `relevance_threshold` (NDCG gains only from those CVs), computed by
+    `evaluation.ranking`; jobs without a relevant CV are excluded there."""
     if labels.shape != scores.shape:
         raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape")
+    t = relevance_threshold
     return {
-        "MAP": ranking.mean_average_precision(labels, scores),
-        "NDCG@10": ranking.mean_over_jobs(lambda r, s: ranking.ndcg_at_k(r, s, 10), labels, scores),
-        "P@10": ranking.mean_over_jobs(lambda r, s: ranking.precision_at_k(r, s, 10), labels, scores),
-        "R@100": ranking.mean_over_jobs(lambda r, s: ranking.recall_at_k(r, s, 100), labels, scores),
+        "MAP": ranking.mean_average_precision(labels, scores, t),
+        "NDCG@10": ranking.mean_over_jobs(lambda r, s: ranking.ndcg_at_k(r, s, K, relevance_threshold=t),
+                                          labels, scores, t),
+        "P@10": ranking.mean_over_jobs(lambda r, s: ranking.precision_at_k(r, s, K, t), labels, scores, t),
     }
+
+
+def level_metrics(labels: np.ndarray, scores: np.ndarray,
+                  levels: Sequence[Tuple[str, float]] = LEVELS) -> Metrics:
+    """`score_metrics` at each (level, threshold) of `levels`: {(level, metric): aggregate}."""
+    found: Metrics = {}
+    for level, threshold in levels:
+        for metric, aggregate in score_metrics(labels, scores, threshold).items():
+            found[(level, metric)] = aggregate
+    return found
+
+
+def mean_metrics(runs: Sequence[Mapping]) -> Dict:
+    """Per key, the mean value over `runs` (e.g. random seeds) of metric dicts with the same keys; job
+    counts are those of the first run (they depend only on the labels)."""
+    return {key: ranking.RankingAggregate(float(np.mean([r[key].value for r in runs])),
+                                          runs[0][key].num_jobs, runs[0][key].num_jobs_without_relevant)
+            for key in runs[0]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One metric at one level: the served model's value, the best external lexical baseline (name and
+    value) and their ratio (served / best; NaN when either is NaN, inf when only the baseline is 0)."""
+
+    level: str
+    metric: str
+    served: float
+    baseline: str
+    baseline_value: float
+    ratio: float
+
+
+def ratio(value: float, reference: float) -> float:
+    """value / reference; NaN when either is NaN or both are 0, inf when only the reference is 0."""
+    if math.isnan(value) or math.isnan(reference):
+        return float("nan")
+    if reference == 0:
+        return float("inf") if value > 0 else float("nan")
+    return value / reference
+
+
+def targets(rows: Mapping[str, Metrics], served: str, baselines: Sequence[str]) -> List[Target]:
+    """For every (level, metric) of `rows[served]`, the served row against the best of the `baselines`
+    rows that `rows` has (highest value; the first in `baselines` order on a tie). Empty when `rows` has
+    no served row or none of the baselines."""
+    present = [b for b in baselines if b in rows]
+    if served not in rows or not present:
+        return []
+    found = []
+    for (level, metric), aggregate in rows[served].items():
+        def value(name: str) -> float:
+            v = rows[name][(level, metric)].value
+            return -math.inf if math.isnan(v) else v
+        best = max(present, key=value)  # max keeps the first of equal values
+        reference = rows[best][(level, metric)].value
+        found.append(Target(level, metric, aggregate.value, best, reference, ratio(aggregate.value, reference)))
+    return found
 
 
 def tokenize(text: str) -> List[str]:
@@ -163,12 +247,53 @@ def random_scores(n_jobs: int, n_cvs: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random((n_jobs, n_cvs))
 
 
-def mean_metrics(runs: Sequence[Dict[str, ranking.RankingAggregate]]) -> Dict[str, ranking.RankingAggregate]:
-    """Per metric, the mean value over `runs` (e.g. random seeds); job counts are those of the first
-    run (they depend only on the labels)."""
-    return {name: ranking.RankingAggregate(float(np.mean([r[name].value for r in runs])),
-                                           runs[0][name].num_jobs, runs[0][name].num_jobs_without_relevant)
-            for name in runs[0]}
+# --------------------------------------------------------------------------------------------------
+# Distractor CVs (data/derive_dataset.py --distractors): unjudged CVs built from several occupations.
+# --------------------------------------------------------------------------------------------------
+
+
+def read_distractors(path: str) -> Dict[str, List[str]]:
+    """{cv_id: job_ids} of a distractors file (CSV `cv_id`, `job_ids` space-separated), file order."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return {row["cv_id"].strip(): row["job_ids"].split() for row in csv.DictReader(f)}
+
+
+def read_minor_groups(data_dir: str) -> Dict[str, str]:
+    """{job_id: minor_group} of every `<data_dir>/jobs/*.csv` file."""
+    groups: Dict[str, str] = {}
+    for path in sorted(glob.glob(os.path.join(data_dir, "jobs", "*.csv"))):
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            groups.update((row["job_id"].strip(), (row["minor_group"] or "").strip())
+                          for row in csv.DictReader(f))
+    return groups
+
+
+def distractor_matches(job_id: str, distractor_job_ids: Sequence[str], minor_group: Mapping[str, str]) -> bool:
+    """True when the distractor was built from the job's occupation, or from an occupation of the job's
+    SOC minor group (`minor_group`: {job_id: minor group}; a job without one matches only itself)."""
+    if job_id in distractor_job_ids:
+        return True
+    group = minor_group.get(job_id)
+    return bool(group) and any(minor_group.get(j) == group for j in distractor_job_ids)
+
+
+def unmatched_distractors_in_top_k(scores: np.ndarray, cv_ids: Sequence[str], job_ids: Sequence[str],
+                                   distractors: Mapping[str, Sequence[str]], minor_group: Mapping[str, str],
+                                   k: int = K) -> np.ndarray:
+    """Per job (row of `scores` [n_jobs, n_cvs], columns in `cv_ids` order), the number of distractor
+    CVs among its first k ranks (evaluation.ranking's order: score descending, ties by column, NaN
+    last) that do not match the job (`distractor_matches`). int64 [n_jobs]."""
+    columns = {cv: c for c, cv in enumerate(cv_ids) if cv in distractors}
+    counts = np.zeros(len(job_ids), np.int64)
+    if not columns:
+        return counts
+    is_distractor = np.zeros(len(cv_ids), bool)
+    is_distractor[list(columns.values())] = True
+    for row, job in enumerate(job_ids):
+        for c in ranking.rank_order(scores[row])[:k]:
+            if is_distractor[c] and not distractor_matches(job, distractors[cv_ids[c]], minor_group):
+                counts[row] += 1
+    return counts
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,6 +438,24 @@ def read_jobs(examples, split: str) -> Jobs:
     return jobs
 
 
+def read_cvs(examples, split: str) -> Tuple[List[str], List[str]]:
+    """(cv_ids, texts) of split `split` of the CV Examples artifact, sorted by cv_id (the model's index
+    order); the values of `text` are joined by a space, as the model joins them."""
+    import tensorflow as tf
+    from tfx.types import artifact_utils
+
+    files = sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*")))
+    if not files:
+        raise FileNotFoundError(f"no CV examples in split {split!r} of {examples.uri}")
+    rows = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        rows.append((feature["cv_id"].bytes_list.value[0].decode("utf-8"),
+                     " ".join(v.decode("utf-8") for v in feature["text"].bytes_list.value)))
+    rows.sort()
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
 def warm_up(fn: Callable, serialized: Sequence[bytes]) -> None:
     """Calls `fn` on one example, so that tracing a tf.function is not counted as scoring time."""
     import tensorflow as tf
@@ -321,31 +464,17 @@ def warm_up(fn: Callable, serialized: Sequence[bytes]) -> None:
         fn(tf.constant(list(serialized[:1])))
 
 
-def score_in_batches(fn: Callable, serialized: Sequence[bytes]) -> np.ndarray:
-    """Concatenated `fn(examples)["scores"]` over batches of serialized examples."""
+def score_outputs(fn: Callable, serialized: Sequence[bytes], names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """{name: [n_examples, n_cvs] float64} of the outputs `names` of `fn(examples)`, called on batches of
+    serialized examples."""
     import tensorflow as tf
 
-    parts = [fn(tf.constant(list(serialized[k:k + _BATCH])))["scores"].numpy()
-             for k in range(0, len(serialized), _BATCH)]
-    return np.concatenate(parts).astype(np.float64)
-
-
-def load_vectors(model_uri: str, tft_output) -> np.ndarray:
-    """The model's word vectors [vocab_size, dim] in the vocabulary order of the Transform graph."""
-    import tensorflow as tf
-
-    from trainer.glove import load_glove_text
-
-    words, vectors = load_glove_text(os.path.join(model_uri, "word_vectors.txt"))
-    with tf.io.gfile.GFile(tft_output.vocabulary_file_by_name("vocab"), "rb") as f:
-        vocab = [w.decode("utf-8") for w in f.read().splitlines()]
-    if words == vocab:
-        return vectors
-    row = {w: k for k, w in enumerate(words)}
-    missing = [w for w in vocab if w not in row]
-    if missing:
-        raise ValueError(f"{len(missing)} vocabulary words have no vector, e.g. {missing[:3]}")
-    return vectors[[row[w] for w in vocab]]
+    parts: Dict[str, List[np.ndarray]] = {name: [] for name in names}
+    for k in range(0, len(serialized), _BATCH):
+        result = fn(tf.constant(list(serialized[k:k + _BATCH])))
+        for name in names:
+            parts[name].append(result[name].numpy())
+    return {name: np.concatenate(p).astype(np.float64) for name, p in parts.items()}
 
 
 def compare_dataset(data_dir: str, cv_ids: Sequence[str], cv_texts: Sequence[str]) -> str:
@@ -373,21 +502,96 @@ def compare_dataset(data_dir: str, cv_ids: Sequence[str], cv_texts: Sequence[str
 
 
 def _fmt(x: float) -> str:
-    return "   nan" if math.isnan(x) else f"{x:.4f}"
+    return "nan" if math.isnan(x) else f"{x:.4f}"
 
 
-def print_table(title: str, rows: List[Tuple[str, Dict[str, ranking.RankingAggregate], float]]) -> None:
-    """rows: (method, metrics, scoring seconds). Scoring seconds exclude loading, index building and
-    tf.function tracing; for TF-IDF they include fitting the vectorizer, for random they are per seed."""
-    width = max(len(r[0]) for r in rows)
+def _fmt_ratio(x: float) -> str:
+    return "nan" if math.isnan(x) else ("inf" if math.isinf(x) else f"{x:.2f}x")
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of a split's table: a method, its metrics and its scoring seconds (None: not timed on
+    its own, e.g. a model output scored in the same call as the row above)."""
+
+    method: str
+    metrics: Metrics
+    seconds: Optional[float]
+    group: str
+
+
+def level_counts(labels: np.ndarray) -> str:
+    """'jobs averaged: strict 466, lenient 466': the jobs each level averages over, with the number
+    left out for having no relevant CV at that level when there are any."""
+    parts = []
+    for level, threshold in LEVELS:
+        used = int(sum(ranking.has_relevant(row, threshold) for row in labels))
+        left_out = len(labels) - used
+        parts.append(f"{level} {used:,}" + (f" ({left_out:,} without a relevant CV left out)" if left_out else ""))
+    return "jobs averaged: " + ", ".join(parts)
+
+
+def print_table(title: str, rows: Sequence[Row]) -> None:
+    """The split's table: one column per (level, metric), the scoring seconds, a heading per group."""
+    width = max([len(r.method) for r in rows] + [len("method")])
+    cell = 8
+    gap = "   "
     print(f"\n{title}")
-    header = f"{'method':<{width}}  " + "  ".join(f"{m:>7}" for m in METRICS) + "   jobs  excl  score s"
+    block = len(METRICS) * (cell + 1) - 1
+    print((" " * width + "".join(f"{gap}{LEVEL_TITLES[level]:^{block}}" for level, _ in LEVELS)).rstrip())
+    header = f"{'method':<{width}}" + "".join(
+        gap + " ".join(f"{m:>{cell}}" for m in METRICS) for _ in LEVELS) + f"{gap}score s"
     print(header)
     print("-" * len(header))
-    for name, metrics, seconds in rows:
-        first = metrics["MAP"]
-        print(f"{name:<{width}}  " + "  ".join(f"{_fmt(metrics[m].value):>7}" for m in METRICS)
-              + f"  {first.num_jobs:>5.0f}  {first.num_jobs_without_relevant:>4.0f}  {seconds:>7.2f}")
+    group = None
+    for row in rows:
+        if row.group != group:
+            group = row.group
+            print(group)
+        line = f"{row.method:<{width}}"
+        for level, _ in LEVELS:
+            line += gap + " ".join(f"{_fmt(row.metrics[(level, m)].value):>{cell}}" for m in METRICS)
+        seconds = "" if row.seconds is None else f"{row.seconds:.2f}"
+        print((line + f"{gap}{seconds:>7}").rstrip())
+
+
+def print_targets(split: str, found: Sequence[Target]) -> None:
+    """The targets block of one split: served value, best external lexical baseline, ratio."""
+    served = outputs.LABELS[outputs.SERVED]
+    print(f"\ntargets, split {split}: {served} / the best of the external tf-idf and bm25 rows "
+          f"(target >= {TARGET_RATIO:.2f}x)")
+    if not found:
+        print("(no served model row or no baseline row)")
+        return
+    width = max(len(t.baseline) for t in found)
+    header = (f"{'level':<8} {'metric':<8} {served:>8}   {'best baseline':<{width}} {'value':>8}   "
+              f"{'ratio':>7}")
+    print(header)
+    print("-" * len(header))
+    for t in found:
+        verdict = "" if math.isnan(t.ratio) else ("met" if t.ratio >= TARGET_RATIO else "below")
+        print(f"{t.level:<8} {t.metric:<8} {_fmt(t.served):>8}   {t.baseline:<{width}} "
+              f"{_fmt(t.baseline_value):>8}   {_fmt_ratio(t.ratio):>7}  {verdict}")
+
+
+def print_distractors(title: str, counts: Sequence[Tuple[str, np.ndarray]], n_jobs: int) -> None:
+    """Per method: unmatched distractors in the top 10 in total, per job (mean), jobs with at least one,
+    and the most in one job. `counts` holds per method an array [n_jobs] or, for random, [seeds,
+    n_jobs] (its figures are means over the seeds)."""
+    print(f"\n{title}")
+    width = max([len(name) for name, _ in counts] + [len("method")])
+    header = f"{'method':<{width}}  {'total':>8}  {'per job':>8}  {'jobs with any':>13}  {'max':>5}"
+    print(header)
+    print("-" * len(header))
+    for name, c in counts:
+        c = np.atleast_2d(np.asarray(c, np.float64))
+        total = float(np.mean(c.sum(axis=1)))
+        per_job = total / n_jobs if n_jobs else float("nan")
+        with_any = float(np.mean((c > 0).sum(axis=1)))
+        most = float(np.mean(c.max(axis=1))) if c.shape[1] else 0.0
+        as_int = c.shape[0] == 1
+        print(f"{name:<{width}}  {total:>8.{0 if as_int else 1}f}  {per_job:>8.3f}  "
+              f"{with_any:>13.{0 if as_int else 1}f}  {most:>5.{0 if as_int else 1}f}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -398,14 +602,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--pipeline-name", default="cvrank")
     ap.add_argument("--random-seeds", type=int, default=5, help="seeds averaged for the random ranking")
     args = ap.parse_args(argv)
+    if args.random_seeds < 1:
+        ap.error("--random-seeds must be at least 1")
 
     timings: Dict[str, float] = {}
     t_total = t0 = time.perf_counter()
     import tensorflow as tf
-    import tensorflow_transform as tft
 
-    from serving.model import build_model
-    from components.glove_trainer.executor import read_cvs
     from metadata import mlmd
 
     timings["imports"] = time.perf_counter() - t0
@@ -418,7 +621,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (FileNotFoundError, LookupError) as err:
         print(f"ranking_quality: {err}", file=sys.stderr)
         return 1
-    configured = exec_property(run.trainer_execution, "doc_weighting", "?")
     timings["ML Metadata lookup"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -430,10 +632,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if any(s not in available for s in splits):
         ap.error(f"the ranking examples {run.ranking_examples.uri} have splits {available}, not {splits}")
     jobs = {s: read_jobs(ranking_examples, s) for s in splits}
-    cv_ids_bytes, cv_texts_bytes = read_cvs(tfx_artifact(store, run.cvs), exec_property(
-        run.trainer_execution, "cv_split", "cvs"))
-    cv_ids = [c.decode("utf-8") for c in cv_ids_bytes]
-    cv_texts = [t.decode("utf-8") for t in cv_texts_bytes]
+    cv_ids, cv_texts = read_cvs(tfx_artifact(store, run.cvs),
+                                exec_property(run.trainer_execution, "cv_split", "cvs"))
     dataset_line = compare_dataset(args.data, cv_ids, cv_texts)
     labels = {}
     for s in splits:
@@ -442,83 +642,82 @@ def main(argv: Optional[List[str]] = None) -> int:
             run.notes.append(f"split {s}: {unknown} judged pairs name a CV outside the index (ignored)")
     timings["reading jobs and CVs"] = time.perf_counter() - t0
 
+    settings = ", ".join(f"{name}={exec_property(run.trainer_execution, name)}"
+                         for name in ("doc_weighting", "hybrid_ranking")
+                         if exec_property(run.trainer_execution, name) is not None)
     print(f"ranking quality: pipeline {args.pipeline_name!r}, workspace {os.path.abspath(args.workspace)}")
     print(f"python {platform.python_version()}, tensorflow {tf.__version__}, {os.cpu_count()} CPUs")
-    print(f"model: {run.model.uri} [{run.model_choice}], doc_weighting={configured}")
+    print(f"model: {run.model.uri} [{run.model_choice}]" + (f", {settings}" if settings else ""))
     print(f"transform graph: {run.transform_graph.uri}")
-    print(f"CVs: {run.cvs.uri} ({len(cv_ids)} in the index)")
+    print(f"CVs: {run.cvs.uri} ({len(cv_ids):,} in the index)")
     print(f"jobs: {run.ranking_examples.uri} ("
           + ", ".join(f"{s}: {len(jobs[s].job_ids)}" for s in splits) + ")")
     print(dataset_line)
-    print("every method ranks all indexed CVs for every job; relevant = relevance >= 1; "
-          "jobs without a relevant CV are excluded ('excl')")
+    print(f"every method ranks all indexed CVs for every job; metrics at {K}: NDCG@{K} and P@{K}")
 
-    # (split -> list of (method, metrics, scoring seconds))
-    rows: Dict[str, List[Tuple[str, Dict[str, ranking.RankingAggregate], float]]] = {s: [] for s in splits}
+    rows: Dict[str, List[Row]] = {s: [] for s in splits}
+    # Scores kept for the distractor count of args.split: (method, columns' cv_ids, scores).
+    kept: List[Tuple[str, Sequence[str], np.ndarray]] = []
 
-    def add(split: str, name: str, scores: np.ndarray, seconds: float, row_labels=None) -> None:
+    def add(split: str, name: str, scores: np.ndarray, seconds: Optional[float], group: str,
+            row_labels: Optional[np.ndarray] = None, ids: Sequence[str] = cv_ids) -> None:
         t = time.perf_counter()
-        rows[split].append((name, score_metrics(labels[split] if row_labels is None else row_labels, scores),
-                            seconds))
+        metrics = level_metrics(labels[split] if row_labels is None else row_labels, scores)
+        rows[split].append(Row(name, metrics, seconds, group))
         timings["metrics"] = timings.get("metrics", 0.0) + time.perf_counter() - t
+        if split == args.split:
+            kept.append((name, ids, scores))
 
-    # 1. The cvrank model, as exported.
+    # 1. The cvrank model: every output of its `evaluate` signature.
+    model_group = "model outputs (evaluate signature)"
     t0 = time.perf_counter()
     loaded = tf.saved_model.load(os.path.join(run.model.uri, "Format-Serving"))
+    evaluate = loaded.signatures["evaluate"]
     model_cv_ids = [c.decode("utf-8") for c in loaded.cv_ids.numpy().tolist()]
-    warm_up(loaded.signatures["evaluate"], jobs[splits[0]].serialized)
+    names = [n for n in outputs.VARIANTS if n in evaluate.structured_outputs]
+    missing = [n for n in outputs.VARIANTS if n not in names]
+    if missing:
+        run.notes.append(f"the model's evaluate signature has no {', '.join(missing)} (a model older than "
+                         f"those outputs): their rows are left out")
+    warm_up(evaluate, jobs[splits[0]].serialized)
     timings["loading the SavedModel"] = time.perf_counter() - t0
-    model_scores = {}
     for s in splits:
         t0 = time.perf_counter()
-        model_scores[s] = score_in_batches(loaded.signatures["evaluate"], jobs[s].serialized)
+        scored = score_outputs(evaluate, jobs[s].serialized, names)
         seconds = time.perf_counter() - t0
         model_labels = None
         if model_cv_ids != cv_ids:  # the model's own index order decides the label columns
             model_labels, _ = relevance_matrix(jobs[s].judged_cv_ids, jobs[s].judged_relevance, model_cv_ids)
-        add(s, f"cvrank model ({configured})", model_scores[s], seconds, model_labels)
+        for k, name in enumerate(names):
+            add(s, outputs.LABELS[name], scored[name], seconds if k == 0 else None, model_group,
+                model_labels, model_cv_ids)
+    if model_cv_ids != cv_ids:
+        run.notes.append(f"the model's cv_ids ({len(model_cv_ids)}) differ from its CV examples "
+                         f"({len(cv_ids)}); model rows are judged in the model's order")
 
-    # 2. The same word vectors with each document weighting.
-    t0 = time.perf_counter()
-    tft_output = tft.TFTransformOutput(run.transform_graph.uri)
-    vectors = load_vectors(run.model.uri, tft_output)
-    timings["loading word vectors"] = time.perf_counter() - t0
-    for scheme in WEIGHTINGS:
-        t0 = time.perf_counter()
-        rebuilt = build_model(tft_output, vectors, cv_ids_bytes, cv_texts_bytes, scheme, top_k=100)
-        warm_up(rebuilt.evaluate, jobs[splits[0]].serialized)
-        timings[f"building the {scheme} index"] = time.perf_counter() - t0
-        for s in splits:
-            t0 = time.perf_counter()
-            scores = score_in_batches(rebuilt.evaluate, jobs[s].serialized)
-            add(s, f"glove {scheme}", scores, time.perf_counter() - t0)
-            if scheme == configured and model_cv_ids == cv_ids:
-                diff = float(np.max(np.abs(scores - model_scores[s]))) if scores.size else 0.0
-                run.notes.append(f"split {s}: rebuilt 'glove {scheme}' vs the exported model: "
-                                 f"max |score difference| {diff:.2e}")
-
-    # 3. TF-IDF cosine.
-    for name, kwargs in (("tfidf", {}), ("tfidf sublinear_tf", {"sublinear_tf": True})):
+    # 2. External baselines, from the CV texts alone.
+    external = "external baselines"
+    for name, kwargs in ((TFIDF, {}), (TFIDF_SUBLINEAR, {"sublinear_tf": True})):
         for s in splits:
             t0 = time.perf_counter()
             scores = tfidf_scores(cv_texts, jobs[s].texts, **kwargs)
-            add(s, name, scores, time.perf_counter() - t0)
+            add(s, name, scores, time.perf_counter() - t0, external)
 
-    # 4. BM25.
     t0 = time.perf_counter()
     bm25 = bm25_index(cv_texts)
     timings["building the BM25 index"] = time.perf_counter() - t0
     for s in splits:
         t0 = time.perf_counter()
         scores = bm25_scores(bm25, jobs[s].texts)
-        add(s, "bm25 okapi", scores, time.perf_counter() - t0)
+        add(s, BM25, scores, time.perf_counter() - t0, external)
         check = min(5, len(jobs[s].texts))  # the sparse products must equal rank_bm25's own scoring
         diff = max((float(np.max(np.abs(bm25.get_scores(tokenize(jobs[s].texts[k])) - scores[k])))
                     for k in range(check)), default=0.0)
         run.notes.append(f"split {s}: bm25 sparse scores vs BM25Okapi.get_scores on {check} jobs: "
                          f"max |difference| {diff:.2e}")
 
-    # 5. Random.
+    random_name = f"random (mean of {args.random_seeds} seeds)"
+    random_runs: Dict[str, List[np.ndarray]] = {s: [] for s in splits}
     for s in splits:
         runs, seconds = [], 0.0
         for seed in range(args.random_seeds):
@@ -526,28 +725,45 @@ def main(argv: Optional[List[str]] = None) -> int:
             scores = random_scores(labels[s].shape[0], labels[s].shape[1], seed)
             seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
-            runs.append(score_metrics(labels[s], scores))
+            runs.append(level_metrics(labels[s], scores))
             timings["metrics"] = timings.get("metrics", 0.0) + time.perf_counter() - t0
-        rows[s].append((f"random (mean of {args.random_seeds} seeds)", mean_metrics(runs),
-                        seconds / max(args.random_seeds, 1)))
+            random_runs[s].append(scores)
+        rows[s].append(Row(random_name, mean_metrics(runs), seconds / args.random_seeds, external))
 
+    # Tables and targets.
     for s in splits:
-        print_table(f"split {s}: {len(jobs[s].job_ids)} jobs x {len(cv_ids)} CVs", rows[s])
+        print_table(f"split {s}: {len(jobs[s].job_ids):,} jobs x {len(cv_ids):,} CVs; "
+                    f"{level_counts(labels[s])}", rows[s])
+    served = outputs.LABELS[outputs.SERVED]
+    for s in reversed(splits):  # --split first
+        print_targets(s, targets({r.method: r.metrics for r in rows[s]}, served, EXTERNAL_LEXICAL))
 
-    print("\ndocument weighting of the GloVe vectors (MAP; choose on eval)")
-    maps = {s: {name: m["MAP"].value for name, m, _ in rows[s]} for s in splits}
-    header = f"{'weighting':<10}  {'eval':>7}" + (f"  {args.split:>7}" if args.split != "eval" else "")
-    print(header)
-    print("-" * len(header))
-    for scheme in WEIGHTINGS:
-        line = f"{scheme:<10}  {_fmt(maps['eval'][f'glove {scheme}']):>7}"
-        if args.split != "eval":
-            line += f"  {_fmt(maps[args.split][f'glove {scheme}']):>7}"
-        print(line + ("   (the model's doc_weighting)" if scheme == configured else ""))
-    candidates = [s for s in WEIGHTINGS if not math.isnan(maps["eval"][f"glove {s}"])]
-    if candidates:
-        best = max(candidates, key=lambda s: maps["eval"][f"glove {s}"])
-        print(f"best on eval: {best}")
+    # Distractors.
+    distractors_path = os.path.join(args.data, DISTRACTORS_FILE)
+    if os.path.isfile(distractors_path):
+        t0 = time.perf_counter()
+        distractors = read_distractors(distractors_path)
+        minor_group = read_minor_groups(args.data)
+        indexed = len(set(distractors) & set(cv_ids))
+        job_ids = jobs[args.split].job_ids
+        counts: List[Tuple[str, np.ndarray]] = [
+            (name, unmatched_distractors_in_top_k(scores, ids, job_ids, distractors, minor_group))
+            for name, ids, scores in kept]
+        counts.append((random_name, np.stack([
+            unmatched_distractors_in_top_k(scores, cv_ids, job_ids, distractors, minor_group)
+            for scores in random_runs[args.split]])))
+        print_distractors(
+            f"distractors ({distractors_path}: {len(distractors):,} CVs, {indexed:,} in the index): "
+            f"unmatched distractors in the top {K} of the {len(job_ids):,} {args.split} jobs\n"
+            f"(a distractor matches a job when it was built from the job's occupation or from "
+            f"an occupation in the job's SOC minor group)", counts, len(job_ids))
+        if indexed < len(distractors):
+            run.notes.append(f"{len(distractors) - indexed} distractors of {distractors_path} are not in "
+                             f"the index (was the run made from {args.data}?)")
+        timings["distractor counts"] = time.perf_counter() - t0
+    else:
+        print(f"\ndistractors: none ({distractors_path} does not exist; "
+              f"data/derive_dataset.py --distractors N writes one)")
 
     if run.notes:
         print("\nnotes")
