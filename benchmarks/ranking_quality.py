@@ -477,6 +477,33 @@ def score_outputs(fn: Callable, serialized: Sequence[bytes], names: Sequence[str
     return {name: np.concatenate(p).astype(np.float64) for name, p in parts.items()}
 
 
+def served_difference(saved_model_dir: str, scored: Mapping[str, np.ndarray]) -> float:
+    """The largest |difference| between the model's served `scores` and `trainer.fusion.fused_scores`
+    computed in NumPy from the same model's embedding and BM25 outputs, its fusion parameters and its CVs'
+    TF-IDF vectors (read from the SavedModel's variables): a check that the served graph computes the
+    documented score."""
+    import tensorflow as tf
+
+    from serving.lexical import LexicalIndex
+    from serving.model import FusionParams
+    from trainer import fusion
+
+    reader = tf.train.load_checkpoint(os.path.join(saved_model_dir, "variables", "variables"))
+
+    def var(name):
+        return reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
+
+    params = FusionParams(bool(var("hybrid")), float(var("lexical_weight")), float(var("feedback_weight")),
+                          int(var("feedback_docs")))
+    indices = var("lexical_indices")
+    index = LexicalIndex(var("term_column"), var("idf"), indices, var("bm25_values"), var("tfidf_row_splits"),
+                         indices, var("tfidf_values"))
+    tfidf = fusion.tfidf_matrix(index, len(var("cv_ids")))
+    expected = fusion.fused_scores(scored[outputs.EMBEDDING], scored[outputs.BM25], tfidf, params)
+    served = scored[outputs.SERVED]
+    return float(np.max(np.abs(served - expected))) if served.size else 0.0
+
+
 def compare_dataset(data_dir: str, cv_ids: Sequence[str], cv_texts: Sequence[str]) -> str:
     """One line saying whether `<data_dir>/cvs/*.csv` holds exactly the indexed CVs (ids and texts)."""
     files = sorted(glob.glob(os.path.join(data_dir, "cvs", "*.csv")))
@@ -691,6 +718,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         for k, name in enumerate(names):
             add(s, outputs.LABELS[name], scored[name], seconds if k == 0 else None, model_group,
                 model_labels, model_cv_ids)
+        if len(names) == len(outputs.VARIANTS):
+            diff = served_difference(os.path.join(run.model.uri, "Format-Serving"), scored)
+            run.notes.append(f"split {s}: the model's served scores vs their NumPy recomputation from its "
+                             f"embedding and bm25 outputs (trainer.fusion): max |difference| {diff:.2e}")
     if model_cv_ids != cv_ids:
         run.notes.append(f"the model's cv_ids ({len(model_cv_ids)}) differ from its CV examples "
                          f"({len(cv_ids)}); model rows are judged in the model's order")

@@ -1,8 +1,11 @@
 """The whole cvrank pipeline on the tiny dataset: real TFX components, real ML Metadata, real Beam."""
 
 import csv
+import importlib.util
 import os
+import re
 import shutil
+import sys
 
 import pytest
 import tensorflow as tf
@@ -257,3 +260,20 @@ def test_fusion_is_fitted_on_eval_jobs_only(first_run, tmp_path):
         if name.endswith("VARIABLE_VALUE"):
             a, b = readers[0].get_tensor(name), readers[1].get_tensor(name)
             assert a.shape == b.shape and (a == b).all(), name
+
+
+def test_ranking_benchmark_recomputes_the_served_scores(first_run, capsys):
+    """benchmarks/ranking_quality.py on the tiny run: every model output is reported, and its NumPy
+    recomputation of the served score equals what the pushed model's graph returns."""
+    config, _ = first_run
+    spec = importlib.util.spec_from_file_location(
+        "ranking_quality_e2e", os.path.join(PROJECT_ROOT, "benchmarks", "ranking_quality.py"))
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(bench)
+    assert bench.main(["--workspace", str(config.workspace), "--data", TINY]) == 0
+    out = capsys.readouterr().out
+    for label in ("cvrank", "embedding only", "bm25", "tf-idf", "bm25 okapi (rank_bm25)"):
+        assert re.search(rf"^{re.escape(label)}\s+\d\.\d{{4}}", out, re.M), (label, out)
+    diffs = re.findall(r"served scores vs their NumPy recomputation .*: max \|difference\| (\S+)", out)
+    assert len(diffs) == 2 and all(float(d) < 1e-4 for d in diffs), out
