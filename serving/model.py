@@ -257,23 +257,33 @@ class RankingModel(tf.Module):
         rows = tf.repeat(tf.range(batch), tf.fill([batch], k64))
         return tf.tensor_scatter_nd_sub(feedback, tf.stack([rows, top_flat], axis=1), self_similarity)
 
+    def _served(self, embedding: tf.Tensor, bm25: tf.Tensor) -> tf.Tensor:
+        """The served score from the embedding and BM25 scores (module docstring)."""
+        w = self.lexical_weight
+        first = w * standardise(bm25) + (1.0 - w) * standardise(embedding)
+        # A query that matches nothing (a constant first pass) gets no feedback either: all zero.
+        matched = tf.cast(tf.math.reduce_std(first, axis=1, keepdims=True) > 0, tf.float32)
+        return standardise(first) + self.feedback_weight * matched * standardise(self._feedback(first))
+
+    def _embedding_scores(self, token_ids: tf.RaggedTensor) -> tf.Tensor:
+        return tf.matmul(self._normalise(self._embedding(token_ids)), self.cv_matrix, transpose_b=True)
+
     def _score(self, text: tf.Tensor) -> dict:
         """Every output of `evaluate` (evaluation.outputs) for a batch of texts."""
         token_ids, term_ids = self._transform(text)
-        embedding = tf.matmul(self._normalise(self._embedding(token_ids)), self.cv_matrix, transpose_b=True)
+        embedding = self._embedding_scores(token_ids)
         counts = self._query_counts(term_ids)
         bm25 = self._bm25(counts)
-
-        def fused():
-            w = self.lexical_weight
-            first = w * standardise(bm25) + (1.0 - w) * standardise(embedding)
-            # A query that matches nothing (a constant first pass) gets no feedback either: all zero.
-            matched = tf.cast(tf.math.reduce_std(first, axis=1, keepdims=True) > 0, tf.float32)
-            return standardise(first) + self.feedback_weight * matched * standardise(self._feedback(first))
-
-        served = tf.cond(self.hybrid, fused, lambda: embedding)
+        served = tf.cond(self.hybrid, lambda: self._served(embedding, bm25), lambda: embedding)
         return {outputs.SERVED: served, outputs.EMBEDDING: embedding, outputs.BM25: bm25,
                 outputs.TFIDF: self._tfidf(counts)}
+
+    def _served_only(self, text: tf.Tensor) -> tf.Tensor:
+        """The served score alone: the lexical part is computed only when the ranking is hybrid."""
+        token_ids, term_ids = self._transform(text)
+        embedding = self._embedding_scores(token_ids)
+        return tf.cond(self.hybrid, lambda: self._served(embedding, self._bm25(self._query_counts(term_ids))),
+                       lambda: embedding)
 
     # -- the index -------------------------------------------------------------------------------
     def index_texts(self, texts: Sequence[bytes]) -> Tuple[np.ndarray, lexical.TermCounts]:
@@ -363,7 +373,7 @@ class RankingModel(tf.Module):
         return {"embedding": self._normalise(self.raw_embedding(text))}
 
     def serve(self, text):
-        scores = self._score(text)[outputs.SERVED]
+        scores = self._served_only(text)
         k = tf.minimum(self.top_k, tf.shape(self.cv_ids)[0])
         top = tf.math.top_k(scores, k=k, sorted=True)
         return {"cv_ids": tf.gather(self.cv_ids, top.indices), "scores": top.values,
