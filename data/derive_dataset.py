@@ -32,13 +32,16 @@ import argparse
 import csv
 import glob
 import hashlib
-import io
 import os
 import random
 import re
 import shutil
 import sys
 from collections import defaultdict
+
+# The dataset format is written one way, by build_dataset (a sibling script, not a package).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from build_dataset import csv_bytes  # noqa: E402
 
 KINDS = ("cvs", "jobs", "judgments", "corpus")
 REQUIRED_KINDS = ("cvs", "jobs", "judgments")
@@ -140,21 +143,6 @@ def read_kind(data_dir: str, kind: str) -> list[dict]:
     for path in kind_files(data_dir, kind):
         rows.extend(read_csv(path)[1])
     return rows
-
-
-def csv_bytes(header, rows) -> bytes:
-    """Rows as the dataset format writes them: UTF-8, `\\n` line ends, QUOTE_MINIMAL. Refuses an
-    empty field, a line break in a field and spaces around a field."""
-    buf = io.StringIO(newline="")
-    writer = csv.writer(buf, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        for value in row:
-            value = str(value)
-            if not value or "\n" in value or "\r" in value or value != value.strip():
-                raise SystemExit(f"error: bad field {value!r} in row {list(row)!r}")
-        writer.writerow(row)
-    return buf.getvalue().encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -918,20 +918,10 @@ def _save_ranker(model_uri: str, cv_ids, outputs_from: dict) -> None:
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def relevance_labels(self, examples):
-            parsed = tf.io.parse_example(examples, {
-                "judged_cv_ids": tf.io.VarLenFeature(tf.string),
-                "judged_relevance": tf.io.VarLenFeature(tf.int64),
-            })
-            ids = tf.sparse.reorder(parsed["judged_cv_ids"])
-            rel = tf.sparse.reorder(parsed["judged_relevance"])
-            matches = tf.equal(tf.expand_dims(ids.values, 1), tf.expand_dims(self.cv_ids, 0))
-            known = tf.reduce_any(matches, axis=1)
-            cols = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64)
-            rows = tf.boolean_mask(ids.indices[:, 0], known)
-            indices = tf.stack([rows, tf.boolean_mask(cols, known)], axis=1)
-            values = tf.cast(tf.boolean_mask(rel.values, known), tf.float32)
-            shape = tf.stack([tf.shape(examples, out_type=tf.int64)[0], tf.shape(self.cv_ids, out_type=tf.int64)[0]])
-            return {"relevance_labels": tf.scatter_nd(indices, values, shape)}
+            # The serving model's own label function; it reads only `cv_ids`.
+            from serving.model import RankingModel
+
+            return RankingModel.relevance_labels(self, examples)
 
     module = Ranker()
     tf.saved_model.save(module, os.path.join(model_uri, "Format-Serving"), signatures={
