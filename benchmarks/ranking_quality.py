@@ -480,25 +480,15 @@ def score_outputs(fn: Callable, serialized: Sequence[bytes], names: Sequence[str
 def served_difference(saved_model_dir: str, scored: Mapping[str, np.ndarray]) -> float:
     """The largest |difference| between the model's served `scores` and `trainer.fusion.fused_scores`
     computed in NumPy from the same model's embedding and BM25 outputs, its fusion parameters and its CVs'
-    TF-IDF vectors (read from the SavedModel's variables): a check that the served graph computes the
-    documented score."""
-    import tensorflow as tf
-
-    from serving.lexical import LexicalIndex
-    from serving.model import FusionParams
+    TF-IDF vectors (rebuilt from the term counts in the SavedModel's variables): a check that the served
+    graph computes the documented score."""
+    from serving.lexical import build_lexical_index
+    from serving.model import read_ranking_variables
     from trainer import fusion
 
-    reader = tf.train.load_checkpoint(os.path.join(saved_model_dir, "variables", "variables"))
-
-    def var(name):
-        return reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
-
-    params = FusionParams(bool(var("hybrid")), float(var("lexical_weight")), float(var("feedback_weight")),
-                          int(var("feedback_docs")))
-    indices = var("lexical_indices")
-    index = LexicalIndex(var("term_column"), var("idf"), indices, var("bm25_values"), var("tfidf_row_splits"),
-                         indices, var("tfidf_values"))
-    tfidf = fusion.tfidf_matrix(index, len(var("cv_ids")))
+    params, counts = read_ranking_variables(saved_model_dir)
+    index = build_lexical_index(counts, int(counts.terms.max()) + 1 if len(counts.terms) else 0)
+    tfidf = fusion.tfidf_matrix(index, counts.n_rows)
     expected = fusion.fused_scores(scored[outputs.EMBEDDING], scored[outputs.BM25], tfidf, params)
     served = scored[outputs.SERVED]
     return float(np.max(np.abs(served - expected))) if served.size else 0.0

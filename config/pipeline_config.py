@@ -103,7 +103,8 @@ class PipelineConfig(Settings):
     # Evaluator.
     map_floor: float = Field(0.05, ge=0, le=1, description="Evaluator: a model is blessed only with MAP at least this")
     bless_over_bm25: bool = Field(
-        False, description="Evaluator: bless only a model whose overall MAP is at least BM25's on the same jobs")
+        False, description="Evaluator: bless only a model whose overall MAP is at least BM25's on the same eval "
+                           "jobs (the jobs its fusion weights were fitted on)")
     map_tolerance: float = Field(0.01, ge=-1, le=1, description="Evaluator: largest MAP drop against the last blessed model that still blesses (negative: the MAP must rise by that much)")
 
     @pydantic.field_validator("data_dir", "workspace")

@@ -44,6 +44,8 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 DEFAULT_RELEVANCE_THRESHOLD = 1.0
+# Strict relevance: only CVs of the job's own occupation (relevance 2) count as relevant.
+STRICT_RELEVANCE_THRESHOLD = 2.0
 DEFAULT_NDCG_K = 10
 DEFAULT_PRECISION_K = 10
 DEFAULT_RECALL_K = 100

@@ -76,7 +76,7 @@ MAP_OVER_BM25_NAME = "map_over_bm25"
 
 # Lenient: any relevant grade; strict: grade 2 only (the CV's occupation is the job's).
 LENIENT_RELEVANCE = 1.0
-STRICT_RELEVANCE = 2.0
+STRICT_RELEVANCE = ranking.STRICT_RELEVANCE_THRESHOLD
 STRICT_SUFFIX = "_strict"
 
 # What a combiner reports: the mean of a per-job metric, or the weight of the excluded jobs.

@@ -150,7 +150,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     track_sources(trainer, "components/glove_trainer", "trainer", "serving/model.py", "serving/lexical.py",
                   "components/cooccurrence", "transform", "evaluation/ranking.py", "evaluation/outputs.py")
     track_sources(evaluator, "components/evaluator", "evaluation")
-    track_sources(pusher, "components/pusher", "serving/base_path.py", "serving/pushes.py", "evaluation/results.py")
+    track_sources(pusher, "components/pusher", "serving/base_path.py", "serving/pushes.py", "evaluation/results.py",
+                  "evaluation/outputs.py")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -4,8 +4,9 @@ The newest version under the model base path is rebuilt from its own contents (T
 vectors, word weights, centre: `serving.model.load_for_indexing`), the new CVs are embedded exactly as that
 model embeds a query, the lexical weights are recomputed over the whole new index, and a new version
 holding the old index plus the new CVs (a CV whose id is already indexed is replaced) is pushed under the
-next version number. A server polling the base path picks it up
-like any push.
+next version number. A server polling the base path picks it up like any push. Words of the new CVs that
+the model's Transform `terms` vocabulary does not hold are dropped: they match nothing lexically and do
+not count in BM25's document length.
 
 ML Metadata records the update as an execution of type `cvrank.CvIndexUpdate` in the pipeline's context,
 with the source version's PushedModel and the CV files (`cvrank.CvFile`, with a SHA-256 of each) as
@@ -92,10 +93,10 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
 
         texts = [cv.text.encode("utf-8") for cv in cvs]
         old_ids, old_vectors, old_snippets, old_counts = model.index_parts()
-        _, new_counts = model.index_texts(texts)
+        raw, new_counts = model.index_texts(texts)
         rows, replaced = _merge(old_ids, cvs)
         ids = np.concatenate([old_ids, np.array([cv.cv_id.encode("utf-8") for cv in cvs], dtype=object)])[rows]
-        vectors = np.concatenate([old_vectors, model.embed_texts(texts)])[rows]
+        vectors = np.concatenate([old_vectors, model.final_vectors(raw)])[rows]
         snips = np.concatenate([old_snippets, np.array([snippet(t) for t in texts], dtype=object)])[rows]
         # The lexical weights (idf, average length) are recomputed over the whole new index.
         model.set_index_parts(ids, vectors, snips, TermCounts.concat(old_counts, new_counts).rows(rows))

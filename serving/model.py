@@ -297,13 +297,16 @@ class RankingModel(tf.Module):
         dim = int(self.cv_matrix.shape[1])
         return (np.concatenate(raw) if raw else np.zeros((0, dim), np.float32)), lexical.TermCounts.from_token_ids(terms)
 
+    def final_vectors(self, raw: np.ndarray) -> np.ndarray:
+        """Raw document vectors [n, dim] (from `index_texts`) centred and normalised as `embed` does."""
+        return self._normalise(tf.constant(raw, tf.float32)).numpy()
+
     def set_index(self, cv_ids: np.ndarray, cv_texts: Sequence[bytes]) -> None:
         """Indexes the CVs `cv_ids` with texts `cv_texts`: the centre becomes their mean document vector."""
         raw, counts = self.index_texts(cv_texts)
         if len(raw):
             self.center.assign(raw.mean(axis=0))
-        vectors = self._normalise(tf.constant(raw, tf.float32)).numpy()
-        self.set_index_parts(cv_ids, vectors, [snippet(t) for t in cv_texts], counts)
+        self.set_index_parts(cv_ids, self.final_vectors(raw), [snippet(t) for t in cv_texts], counts)
 
     def set_index_parts(self, cv_ids: np.ndarray, cv_vectors: np.ndarray, snippets: Sequence[bytes],
                         counts: lexical.TermCounts) -> None:
@@ -461,6 +464,20 @@ def _variable(reader: tf.train.CheckpointReader, name: str) -> np.ndarray:
     return reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
 
 
+def read_ranking_variables(export_dir: str) -> Tuple[FusionParams, lexical.TermCounts]:
+    """A saved model's fusion parameters and its CVs' term counts, read from its variables. Raises
+    ValueError when it was saved without them (an older model)."""
+    reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
+    if not reader.has_tensor("cv_term_splits/.ATTRIBUTES/VARIABLE_VALUE"):
+        raise ValueError(f"{export_dir} has no lexical index (saved by an older cvrank); run the pipeline "
+                         "to push a current model first")
+    params = FusionParams(bool(_variable(reader, "hybrid")), float(_variable(reader, "lexical_weight")),
+                          float(_variable(reader, "feedback_weight")), int(_variable(reader, "feedback_docs")))
+    counts = lexical.TermCounts(_variable(reader, "cv_term_splits"), _variable(reader, "cv_terms"),
+                                _variable(reader, "cv_term_counts"))
+    return params, counts
+
+
 def load_for_indexing(export_dir: str, work_dir: str) -> RankingModel:
     """Rebuilds the RankingModel of a saved model (from its variables and its Transform graph copy, which
     is unpacked into `work_dir` and used from there), to give it another CV index. Raises
@@ -473,17 +490,12 @@ def load_for_indexing(export_dir: str, work_dir: str) -> RankingModel:
     transform_dir = os.path.join(work_dir, "transform_graph")
     with tarfile.open(archive_path) as archive:
         archive.extractall(transform_dir, filter="data")
+    params, counts = read_ranking_variables(export_dir)
     reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
-    if not reader.has_tensor("cv_term_splits/.ATTRIBUTES/VARIABLE_VALUE"):
-        raise ValueError(f"{export_dir} has no lexical index (saved by an older cvrank); run the pipeline "
-                         "to push a current model first")
     model = RankingModel(tft.TFTransformOutput(transform_dir), _variable(reader, "word_vectors"),
                          _variable(reader, "word_weights"), int(_variable(reader, "top_k")))
     model.center.assign(_variable(reader, "center"))
-    counts = lexical.TermCounts(_variable(reader, "cv_term_splits"), _variable(reader, "cv_terms"),
-                                _variable(reader, "cv_term_counts"))
     model.set_index_parts(_variable(reader, "cv_ids"), _variable(reader, "cv_matrix"),
                           _variable(reader, "cv_snippets"), counts)
-    model.set_fusion(FusionParams(bool(_variable(reader, "hybrid")), float(_variable(reader, "lexical_weight")),
-                                  float(_variable(reader, "feedback_weight")), int(_variable(reader, "feedback_docs"))))
+    model.set_fusion(params)
     return model

@@ -143,3 +143,33 @@ def test_index_rebuild_keeps_everything_and_reweights_terms(model, tmp_path):
     alone = build_lexical_index(TermCounts.from_token_ids(_term_lists(m, cv_texts[:half])), m.n_terms)
     np.testing.assert_allclose(again.bm25_values.numpy(), alone.bm25_values, rtol=1e-6)
     np.testing.assert_array_equal(again.term_column.numpy(), alone.term_column)
+    # The weights were recomputed for the smaller index, not kept from the full one.
+    full = m.lexical_index()
+    assert len(again.idf.numpy()) < len(full.idf)
+    assert not np.allclose(again.bm25_values.numpy(), full.bm25_values[:len(again.bm25_values.numpy())])
+
+
+def test_index_update_replaces_and_adds_cvs_and_reweights_the_whole_index(model, tmp_path):
+    from serving.index import update_index
+
+    m, cv_texts = model
+    m.set_fusion(FusionParams(True, 0.5, 0.2, 2))
+    base = tmp_path / "serving"
+    save_model(m, str(base / "1"))
+    ids = [i.decode() for i in m.cv_ids.numpy()]
+    replaced_text = "Lighthouse keeper: fog signal maintenance and Fresnel lens polishing"
+    added_text = "Registered nurse: patient triage; ventilator management and medication"
+    (tmp_path / "cvs.csv").write_text(f"cv_id,text\n{ids[0]},{replaced_text}\ncv-new-1,{added_text}\n",
+                                      encoding="utf-8")
+    result = update_index([str(tmp_path / "cvs.csv")], str(base), str(tmp_path / "metadata.sqlite"))
+    assert (result.added, result.replaced, result.index_size) == (1, 1, len(ids) + 1)
+
+    updated = load_for_indexing(result.path, str(tmp_path / "work"))
+    assert [i.decode() for i in updated.cv_ids.numpy()] == ids + ["cv-new-1"]
+    assert updated.fusion() == m.fusion()
+    texts = [replaced_text.encode()] + list(cv_texts[1:]) + [added_text.encode()]
+    expected = build_lexical_index(TermCounts.from_token_ids(_term_lists(m, texts)), m.n_terms)
+    np.testing.assert_array_equal(updated.lexical_indices.numpy(), expected.bm25_indices)
+    np.testing.assert_allclose(updated.bm25_values.numpy(), expected.bm25_values, rtol=1e-6)
+    top = updated.serve(tf.constant([b"lighthouse fresnel lens fog signal"]))["cv_ids"].numpy()[0]
+    assert top[0] == ids[0].encode()

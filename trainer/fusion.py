@@ -25,7 +25,6 @@ from serving.model import FEEDBACK_DECAY, FusionParams
 LEXICAL_WEIGHTS = tuple(round(0.1 * k, 1) for k in range(11))
 FEEDBACK_WEIGHTS = (0.0, 0.1, 0.2, 0.35, 0.5)
 FEEDBACK_DOCS = (1, 2, 3, 5)
-STRICT_THRESHOLD = 2.0
 
 
 def standardise(scores: np.ndarray) -> np.ndarray:
@@ -59,7 +58,8 @@ def feedback_scores(first: np.ndarray, tfidf: sparse.csr_matrix, docs: int) -> n
 def fused_scores(embedding: np.ndarray, bm25: np.ndarray, tfidf: sparse.csr_matrix, params: FusionParams,
                  feedback: Optional[np.ndarray] = None) -> np.ndarray:
     """The served score [n_jobs, n_cvs] for `params` (`serving.model` defines it). `feedback` may pass
-    `feedback_scores` precomputed for this first pass."""
+    `feedback_scores` precomputed for this first pass. In float64, where the served graph uses float32:
+    first-pass scores within float32 rounding of each other may pick different feedback CVs."""
     if not params.hybrid:
         return np.asarray(embedding, np.float64)
     w = params.lexical_weight
@@ -85,7 +85,7 @@ def objective(labels: np.ndarray, scores: np.ndarray) -> float:
     """Mean of lenient and strict MAP over the jobs (lenient MAP alone when no job has a strict relevant
     CV); NaN when no job has a relevant CV."""
     lenient = ranking.mean_average_precision(labels, scores, ranking.DEFAULT_RELEVANCE_THRESHOLD).value
-    strict = ranking.mean_average_precision(labels, scores, STRICT_THRESHOLD).value
+    strict = ranking.mean_average_precision(labels, scores, ranking.STRICT_RELEVANCE_THRESHOLD).value
     return lenient if math.isnan(strict) else (lenient + strict) / 2.0
 
 
