@@ -420,14 +420,11 @@ def exec_property(execution, name: str, default=None):
 def read_jobs(examples, split: str) -> Jobs:
     """The ranking examples of `split` of a TFX Examples artifact (GZIP TFRecords in Split-<split>/)."""
     import tensorflow as tf
-    from tfx.types import artifact_utils
 
-    files = sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*")))
-    if not files:
-        raise FileNotFoundError(f"no ranking examples in split {split!r} of {examples.uri}")
+    from components.glove_trainer.executor import read_examples
+
     jobs = Jobs([], [], [], [], [])
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        data = record.numpy()
+    for data in read_examples(examples, split, "ranking examples"):
         feature = tf.train.Example.FromString(data).features.feature
         jobs.serialized.append(data)
         jobs.job_ids.append(feature["job_id"].bytes_list.value[0].decode("utf-8"))
@@ -439,21 +436,12 @@ def read_jobs(examples, split: str) -> Jobs:
 
 
 def read_cvs(examples, split: str) -> Tuple[List[str], List[str]]:
-    """(cv_ids, texts) of split `split` of the CV Examples artifact, sorted by cv_id (the model's index
-    order); the values of `text` are joined by a space, as the model joins them."""
-    import tensorflow as tf
-    from tfx.types import artifact_utils
+    """(cv_ids, texts) of split `split` of the CV Examples artifact, as GloveTrainer reads them for the
+    model's index (sorted by cv_id, `text` values joined by a space)."""
+    from components.glove_trainer.executor import read_cvs as read_index_cvs
 
-    files = sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*")))
-    if not files:
-        raise FileNotFoundError(f"no CV examples in split {split!r} of {examples.uri}")
-    rows = []
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        feature = tf.train.Example.FromString(record.numpy()).features.feature
-        rows.append((feature["cv_id"].bytes_list.value[0].decode("utf-8"),
-                     " ".join(v.decode("utf-8") for v in feature["text"].bytes_list.value)))
-    rows.sort()
-    return [r[0] for r in rows], [r[1] for r in rows]
+    ids, texts = read_index_cvs(examples, split)
+    return [i.decode("utf-8") for i in ids], [t.decode("utf-8") for t in texts]
 
 
 def warm_up(fn: Callable, serialized: Sequence[bytes]) -> None:

@@ -76,16 +76,15 @@ class LexicalIndex:
 
     term_column [n_terms]: the column of each Transform term id, -1 for terms in no CV.
     idf [n_columns]: TF-IDF's idf of each column.
-    bm25_indices [nnz, 2], bm25_values [nnz]: per (CV, column), the BM25 contribution of one query token.
-    tfidf_row_splits [n + 1], tfidf_indices [nnz, 2], tfidf_values [nnz]: the l2-normalised TF-IDF
-    vectors of the CVs (same sparsity as BM25's)."""
+    indices [nnz, 2]: the (CV, column) pairs where a CV holds a term, the entries of both matrices; the
+    entries of CV r are those from `row_splits[r]` to `row_splits[r + 1]` of the TermCounts they came from.
+    bm25_values [nnz]: per entry, the BM25 contribution of one query token.
+    tfidf_values [nnz]: per entry, the CV's l2-normalised TF-IDF weight."""
 
     term_column: np.ndarray
     idf: np.ndarray
-    bm25_indices: np.ndarray
+    indices: np.ndarray
     bm25_values: np.ndarray
-    tfidf_row_splits: np.ndarray
-    tfidf_indices: np.ndarray
     tfidf_values: np.ndarray
 
     @property
@@ -117,4 +116,4 @@ def build_lexical_index(counts: TermCounts, n_terms: int, k1: float = BM25_K1, b
     # CSR rows hold ascending term ids and columns follow term order, so (row, column) pairs are sorted.
     indices = np.stack([rows, cols], axis=1) if len(cols) else np.zeros((0, 2), np.int64)
     return LexicalIndex(term_column, idf.astype(np.float32), indices, bm25.astype(np.float32),
-                        counts.row_splits.astype(np.int64), indices, tfidf.astype(np.float32))
+                        tfidf.astype(np.float32))

@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tarfile
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -148,8 +148,6 @@ class RankingModel(tf.Module):
         self.idf = floats("idf")
         self.lexical_indices = ints("lexical_indices", (None, 2))
         self.bm25_values = floats("bm25_values")
-        self.tfidf_row_splits = tf.Variable(tf.zeros([1], tf.int64), shape=[None], trainable=False,
-                                            name="tfidf_row_splits")
         self.tfidf_values = floats("tfidf_values")
         # FusionParams.
         self.hybrid = tf.Variable(False, trainable=False, name="hybrid")
@@ -241,8 +239,9 @@ class RankingModel(tf.Module):
         decay = tf.pow(tf.constant(FEEDBACK_DECAY, tf.float32), tf.cast(tf.range(k), tf.float32))
         decay = decay / tf.reduce_sum(decay)
         top_flat = tf.cast(tf.reshape(top, [-1]), tf.int64)                       # [batch * k]
-        starts = tf.gather(self.tfidf_row_splits, top_flat)
-        positions = tf.ragged.range(starts, tf.gather(self.tfidf_row_splits, top_flat + 1))
+        # A CV's entries in the lexical matrices are its term-count entries (same CSR rows).
+        starts = tf.gather(self.cv_term_splits, top_flat)
+        positions = tf.ragged.range(starts, tf.gather(self.cv_term_splits, top_flat + 1))
         owner = positions.value_rowids()                                         # which (job, rank) pair
         cols = tf.gather(self.lexical_indices[:, 1], positions.flat_values)
         vals = tf.gather(self.tfidf_values, positions.flat_values)
@@ -324,9 +323,8 @@ class RankingModel(tf.Module):
         index = lexical.build_lexical_index(counts, self.n_terms)
         self.term_column.assign(index.term_column)
         self.idf.assign(index.idf)
-        self.lexical_indices.assign(index.bm25_indices.reshape([-1, 2]))
+        self.lexical_indices.assign(index.indices.reshape([-1, 2]))
         self.bm25_values.assign(index.bm25_values)
-        self.tfidf_row_splits.assign(index.tfidf_row_splits)
         self.tfidf_values.assign(index.tfidf_values)
 
     def index_parts(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, lexical.TermCounts]:
@@ -336,9 +334,8 @@ class RankingModel(tf.Module):
 
     def lexical_index(self) -> lexical.LexicalIndex:
         """The lexical index as held in the variables."""
-        indices = self.lexical_indices.numpy()
-        return lexical.LexicalIndex(self.term_column.numpy(), self.idf.numpy(), indices, self.bm25_values.numpy(),
-                                    self.tfidf_row_splits.numpy(), indices, self.tfidf_values.numpy())
+        return lexical.LexicalIndex(self.term_column.numpy(), self.idf.numpy(), self.lexical_indices.numpy(),
+                                    self.bm25_values.numpy(), self.tfidf_values.numpy())
 
     def set_fusion(self, params: FusionParams) -> None:
         """Sets how the served ranking is made (FusionParams)."""
@@ -464,10 +461,15 @@ def _variable(reader: tf.train.CheckpointReader, name: str) -> np.ndarray:
     return reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
 
 
-def read_ranking_variables(export_dir: str) -> Tuple[FusionParams, lexical.TermCounts]:
-    """A saved model's fusion parameters and its CVs' term counts, read from its variables. Raises
-    ValueError when it was saved without them (an older model)."""
-    reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
+def _checkpoint(export_dir: str) -> tf.train.CheckpointReader:
+    return tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
+
+
+def read_ranking_variables(export_dir: str, reader: Optional[tf.train.CheckpointReader] = None
+                           ) -> Tuple[FusionParams, lexical.TermCounts]:
+    """A saved model's fusion parameters and its CVs' term counts, read from its variables (through
+    `reader` when given). Raises ValueError when it was saved without them (an older model)."""
+    reader = reader or _checkpoint(export_dir)
     if not reader.has_tensor("cv_term_splits/.ATTRIBUTES/VARIABLE_VALUE"):
         raise ValueError(f"{export_dir} has no lexical index (saved by an older cvrank); run the pipeline "
                          "to push a current model first")
@@ -490,8 +492,8 @@ def load_for_indexing(export_dir: str, work_dir: str) -> RankingModel:
     transform_dir = os.path.join(work_dir, "transform_graph")
     with tarfile.open(archive_path) as archive:
         archive.extractall(transform_dir, filter="data")
-    params, counts = read_ranking_variables(export_dir)
-    reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
+    reader = _checkpoint(export_dir)
+    params, counts = read_ranking_variables(export_dir, reader)
     model = RankingModel(tft.TFTransformOutput(transform_dir), _variable(reader, "word_vectors"),
                          _variable(reader, "word_weights"), int(_variable(reader, "top_k")))
     model.center.assign(_variable(reader, "center"))

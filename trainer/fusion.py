@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 from scipy import sparse
@@ -37,7 +37,7 @@ def standardise(scores: np.ndarray) -> np.ndarray:
 
 def tfidf_matrix(index: LexicalIndex, n_cvs: int) -> sparse.csr_matrix:
     """The CVs' l2-normalised TF-IDF vectors as a CSR matrix [n_cvs, n_columns]."""
-    return sparse.csr_matrix((index.tfidf_values.astype(np.float64), index.tfidf_indices[:, 1], index.tfidf_row_splits),
+    return sparse.csr_matrix((index.tfidf_values.astype(np.float64), (index.indices[:, 0], index.indices[:, 1])),
                              shape=(n_cvs, index.n_columns))
 
 
@@ -55,19 +55,22 @@ def feedback_scores(first: np.ndarray, tfidf: sparse.csr_matrix, docs: int) -> n
     return np.einsum("k,jkn->jn", decay, similarity)
 
 
-def fused_scores(embedding: np.ndarray, bm25: np.ndarray, tfidf: sparse.csr_matrix, params: FusionParams,
-                 feedback: Optional[np.ndarray] = None) -> np.ndarray:
-    """The served score [n_jobs, n_cvs] for `params` (`serving.model` defines it). `feedback` may pass
-    `feedback_scores` precomputed for this first pass. In float64, where the served graph uses float32:
-    first-pass scores within float32 rounding of each other may pick different feedback CVs."""
+def feedback_term(first: np.ndarray, tfidf: sparse.csr_matrix, docs: int) -> np.ndarray:
+    """z(feedback) of the served score for the first pass `first`; 0 for a job whose first pass is
+    constant (a query that matches nothing)."""
+    matched = first.std(axis=1, keepdims=True) > 0
+    return matched * standardise(feedback_scores(first, tfidf, docs))
+
+
+def fused_scores(embedding: np.ndarray, bm25: np.ndarray, tfidf: sparse.csr_matrix, params: FusionParams) -> np.ndarray:
+    """The served score [n_jobs, n_cvs] for `params` (`serving.model` defines it). In float64, where the
+    served graph uses float32: first-pass scores within float32 rounding of each other may pick different
+    feedback CVs."""
     if not params.hybrid:
         return np.asarray(embedding, np.float64)
     w = params.lexical_weight
     first = w * standardise(bm25) + (1.0 - w) * standardise(embedding)
-    if feedback is None:
-        feedback = feedback_scores(first, tfidf, params.feedback_docs)
-    matched = first.std(axis=1, keepdims=True) > 0
-    return standardise(first) + params.feedback_weight * matched * standardise(feedback)
+    return standardise(first) + params.feedback_weight * feedback_term(first, tfidf, params.feedback_docs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,13 +105,12 @@ def fit_fusion(labels: np.ndarray, embedding: np.ndarray, bm25: np.ndarray, tfid
     for w in LEXICAL_WEIGHTS:
         first = w * z_bm25 + (1.0 - w) * z_embedding
         z_first = standardise(first)
-        matched = first.std(axis=1, keepdims=True) > 0
         settings: List[Tuple[float, int]] = [(0.0, FEEDBACK_DOCS[0])]
         settings += [(g, m) for g, m in itertools.product(FEEDBACK_WEIGHTS, FEEDBACK_DOCS) if g > 0]
         feedback = {}
         for g, m in settings:
             if g > 0 and m not in feedback:
-                feedback[m] = matched * standardise(feedback_scores(first, tfidf, m))
+                feedback[m] = feedback_term(first, tfidf, m)
             scores = z_first + g * feedback[m] if g > 0 else z_first
             value = objective(labels, scores)
             if value > best[0]:

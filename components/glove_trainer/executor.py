@@ -24,29 +24,27 @@ from transform import contract
 VECTORS_FILE = "word_vectors.txt"
 
 
+def read_examples(examples: types.Artifact, split: str, what: str = "examples") -> List[bytes]:
+    """The serialized tf.Examples of split `split` of an Examples artifact (GZIP TFRecords), in file order.
+    Raises ValueError naming `what` when the split has no file."""
+    files = sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*")))
+    if not files:
+        raise ValueError(f"no {what} in split {split!r} of {examples.uri}")
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
 def read_cvs(examples: types.Artifact, split: str) -> Tuple[np.ndarray, List[bytes]]:
     """The CV index source: (cv_ids as a bytes array, texts) from split `split` of an Examples artifact,
     sorted by cv_id so the index order does not depend on how files were sharded."""
-    pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
-    files = tf.io.gfile.glob(pattern)
-    if not files:
-        raise ValueError(f"no CV examples in split {split!r} of {examples.uri}")
+    records = read_examples(examples, split, "CV examples")
     feature_spec = {contract.CV_ID_KEY: tf.io.FixedLenFeature([], tf.string), **contract.RAW_TEXT_SPEC}
     rows = []
-    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
-        parsed = tf.io.parse_example(batch, feature_spec)
+    for k in range(0, len(records), 4096):
+        parsed = tf.io.parse_example(tf.constant(records[k:k + 4096]), feature_spec)
         texts = contract.join_text(parsed[contract.TEXT_KEY])
         rows.extend(zip(parsed[contract.CV_ID_KEY].numpy().tolist(), texts.numpy().tolist()))
     rows.sort()
     return np.array([r[0] for r in rows], dtype=object), [r[1] for r in rows]
-
-
-def read_examples(examples: types.Artifact, split: str) -> List[bytes]:
-    """The serialized tf.Examples of split `split` of an Examples artifact (GZIP TFRecords), in file order."""
-    files = sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*")))
-    if not files:
-        raise ValueError(f"no examples in split {split!r} of {examples.uri}")
-    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
 
 
 def fit_served_ranking(model, jobs: List[bytes]) -> fusion.FusionFit:
