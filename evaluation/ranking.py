@@ -50,6 +50,12 @@ DEFAULT_NDCG_K = 10
 DEFAULT_PRECISION_K = 10
 DEFAULT_RECALL_K = 100
 
+# Names the Evaluator's metrics are stored under (evaluation.tfma_metrics), kept here, free of Beam and
+# TFMA, for the readers of stored results: a strict metric is named like its lenient one plus the suffix.
+MAP_NAME = "map"
+JOBS_WITHOUT_RELEVANT_NAME = "jobs_without_relevant"
+STRICT_SUFFIX = "_strict"
+
 
 def _as_job_arrays(relevance, scores) -> tuple[np.ndarray, np.ndarray]:
     """Returns (relevance, scores) as 1-D float64 arrays; raises ValueError on bad shapes or labels."""

@@ -70,14 +70,14 @@ from tensorflow_model_analysis.proto import config_pb2
 
 from evaluation import outputs, ranking
 
-MAP_NAME = "map"
-JOBS_WITHOUT_RELEVANT_NAME = "jobs_without_relevant"
+MAP_NAME = ranking.MAP_NAME
+JOBS_WITHOUT_RELEVANT_NAME = ranking.JOBS_WITHOUT_RELEVANT_NAME
 MAP_OVER_BM25_NAME = "map_over_bm25"
 
 # Lenient: any relevant grade; strict: grade 2 only (the CV's occupation is the job's).
 LENIENT_RELEVANCE = 1.0
 STRICT_RELEVANCE = ranking.STRICT_RELEVANCE_THRESHOLD
-STRICT_SUFFIX = "_strict"
+STRICT_SUFFIX = ranking.STRICT_SUFFIX
 
 # What a combiner reports: the mean of a per-job metric, or the weight of the excluded jobs.
 _MEAN = "mean"

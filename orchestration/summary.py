@@ -8,15 +8,17 @@ import dataclasses
 import json
 from typing import Dict, List, Optional, Tuple
 
-from evaluation import outputs
+from evaluation import outputs, ranking
 from evaluation.results import OVERALL, OutputMetric, SliceName, for_output, load_metrics
 from metadata import mlmd
 from serving import pushes
 
-# Metric names of evaluation.tfma_metrics (not imported: it loads Beam and TFMA): the overall table's
-# columns as (heading, lenient name), each shown lenient and strict (name + "_strict").
-_COLUMNS = (("MAP", "map"), ("NDCG@10", "ndcg@10"), ("P@10", "precision@10"))
-_MAP, _STRICT, _WITHOUT_RELEVANT, _EXAMPLE_COUNT = "map", "_strict", "jobs_without_relevant", "example_count"
+# The overall table's columns as (heading, lenient metric name), each shown lenient and strict (name plus
+# ranking.STRICT_SUFFIX); names as evaluation.tfma_metrics stores them. ExampleCount is TFMA's own metric.
+_COLUMNS = (("MAP", ranking.MAP_NAME), ("NDCG@10", f"ndcg@{ranking.DEFAULT_NDCG_K}"),
+            ("P@10", f"precision@{ranking.DEFAULT_PRECISION_K}"))
+_MAP, _STRICT, _WITHOUT_RELEVANT = ranking.MAP_NAME, ranking.STRICT_SUFFIX, ranking.JOBS_WITHOUT_RELEVANT_NAME
+_EXAMPLE_COUNT = "example_count"
 
 
 def _cell(value: Optional[float], width: int) -> str:
@@ -63,15 +65,19 @@ def format_evaluation(metrics: Dict[SliceName, Dict[OutputMetric, float]]) -> Li
 class RunSummary:
     run_id: str
     node_states: List[Tuple[str, str]]
-    metrics: Dict[SliceName, Dict[str, float]]  # the served ranking's metrics per slice
+    # Every output's metrics per slice: {slice: {(output, metric): value}} (evaluation.results).
+    output_metrics: Dict[SliceName, Dict[OutputMetric, float]]
     blessed: Optional[bool]
     pushed_version: Optional[str]  # the version this run's Pusher recorded (None: nothing pushed)
     model_uri: Optional[str]
     push: str = ""  # what the Pusher did, as a sentence
     served: str = ""  # which version is served and whether its files are intact
     warnings: List[str] = dataclasses.field(default_factory=list)
-    # Every output's metrics per slice: {slice: {(output, metric): value}} (evaluation.results).
-    output_metrics: Dict[SliceName, Dict[OutputMetric, float]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def metrics(self) -> Dict[SliceName, Dict[str, float]]:
+        """The served ranking's metrics per slice: {slice: {metric: value}}."""
+        return {name: for_output(values) for name, values in self.output_metrics.items()}
 
     def format(self) -> str:
         # Node states are shown as the nodes run (orchestration/console.py); `node_states` keeps them.
@@ -123,7 +129,6 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: str, node_order: L
 
     evaluation = output("Evaluator", "evaluation")
     output_metrics = load_metrics(evaluation.uri) if evaluation is not None else {}
-    metrics = {name: for_output(values) for name, values in output_metrics.items()}
     blessing = output("Evaluator", "blessing")
     blessed = None
     if blessing is not None and "blessed" in blessing.custom_properties:
@@ -147,5 +152,5 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: str, node_order: L
         push = _push_sentence(states.get("Pusher"), blessed, pushed_version, records)
     if serving_dir:
         served = pushes.served_line(pushes.verify(store, serving_dir, until_intact=True, records=records))
-    return RunSummary(run_id, node_states, metrics, blessed, pushed_version, model.uri if model else None,
-                      push, served, warnings, output_metrics)
+    return RunSummary(run_id, node_states, output_metrics, blessed, pushed_version, model.uri if model else None,
+                      push, served, warnings)
