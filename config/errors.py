@@ -42,6 +42,8 @@ def _allowed(problem: Mapping[str, Any]) -> str:
         return f"must be one of {ctx.get('expected')}"
     if kind in _TYPES:
         return _TYPES[kind]
+    if kind == "value_error" and ctx.get("error") is not None:  # a validator's own message
+        return str(ctx["error"])
     if kind == "string_pattern_mismatch":
         return f"must match {ctx.get('pattern')}"
     return problem["msg"][0].lower() + problem["msg"][1:]

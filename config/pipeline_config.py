@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import urllib.parse
 from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional
 
 import pydantic
@@ -71,6 +72,11 @@ class PipelineConfig(Settings):
     workspace: str = Field(
         os.path.join(PROJECT_ROOT, "workspace"),
         description="Where artifacts, ML Metadata, run logs and pushed models go")
+    metadata_uri: str = Field(
+        "",
+        description="ML Metadata store: empty for SQLite at <workspace>/metadata/<pipeline_name>.sqlite (one "
+                    "writer at a time); postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME for PostgreSQL (concurrent "
+                    "writers: Airflow's Celery workers)")
     beam_pipeline_args: List[str] = Field(
         ["--direct_running_mode=multi_processing", "--direct_num_workers=0"],
         description="Apache Beam options of every Beam-based node (JSON list or space-separated on the CLI); "
@@ -114,6 +120,16 @@ class PipelineConfig(Settings):
             raise ValueError("must be a directory path")
         return os.path.abspath(os.path.expanduser(value))
 
+    @pydantic.field_validator("metadata_uri")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if value:
+            url = urllib.parse.urlsplit(value)
+            if url.scheme != "postgresql" or not url.path.strip("/") or "/" in url.path.strip("/"):
+                raise ValueError("must name one database: postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME")
+            url.port  # raises ValueError on a bad port
+        return value
+
     @pydantic.field_validator("beam_pipeline_args", mode="before")
     @classmethod
     def _args_from_text(cls, value: Any) -> Any:
@@ -128,6 +144,27 @@ class PipelineConfig(Settings):
     @property
     def metadata_path(self) -> str:
         return os.path.join(self.workspace, "metadata", f"{self.pipeline_name}.sqlite")
+
+    def metadata_connection(self, sqlite_path: Optional[str] = None):
+        """The ML Metadata ConnectionConfig of `metadata_uri`: SQLite at `sqlite_path` (default
+        `metadata_path`) when it is empty, else PostgreSQL."""
+        from ml_metadata.proto import metadata_store_pb2  # the protos only; config stays light to import
+
+        connection = metadata_store_pb2.ConnectionConfig()
+        if not self.metadata_uri:
+            connection.sqlite.filename_uri = sqlite_path or self.metadata_path
+            connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+            return connection
+        url = urllib.parse.urlsplit(self.metadata_uri)
+        postgres = connection.postgresql
+        postgres.host = url.hostname or "127.0.0.1"
+        postgres.port = str(url.port or 5432)
+        postgres.dbname = url.path.lstrip("/")
+        if url.username:
+            postgres.user = urllib.parse.unquote(url.username)
+        if url.password:
+            postgres.password = urllib.parse.unquote(url.password)
+        return connection
 
     @property
     def serving_dir(self) -> str:

@@ -62,7 +62,7 @@ def _error_text(err: BaseException) -> str:
 
 def _run_quietly(args: argparse.Namespace, config, build, report, lock_name: str) -> int:
     """Runs the pipeline `build()` returns with one console line per node; everything else goes to the
-    run's log file. `report(metadata_path, pipeline_name, run_id, node_order)` gives the text printed
+    run's log file. `report(store, pipeline_name, run_id, node_order)` gives the text printed
     after the run. The run holds the workspace lock of `lock_name` throughout; before the first node it
     recovers what killed runs left behind. Exit code 1 when a node fails, 3 when the workspace is busy."""
     from orchestration.console import RunOutput
@@ -105,19 +105,19 @@ def _run_locked(args, config, build, report, run_id, RunOutput, log_path) -> int
                 if error is not None:
                     state = "FAILED"
                 else:  # the first node creates the store; it is opened once
-                    store = store or mlmd.sqlite_store(metadata_path)
+                    store = store or mlmd.open_store(connection)
                     state = mlmd.run_node_states(store, pipeline_name, run_id).get(node_id, "NOT RECORDED")
                 out.progress.finished(seconds, state)
 
         try:
             pipeline = build()
-            metadata_path = pipeline.metadata_connection_config.sqlite.filename_uri
+            connection = pipeline.metadata_connection_config
             pipeline_name = pipeline.pipeline_info.pipeline_name
             pipeline_ir = runner.compile_pipeline(pipeline)
-            if os.path.exists(metadata_path):  # else no earlier run left anything behind
+            if mlmd.has_store(connection):  # else no earlier run left anything behind
                 from orchestration.recovery import recover_workspace
 
-                store = mlmd.sqlite_store(metadata_path)
+                store = mlmd.open_store(connection)
                 for note in recover_workspace(store, pipeline_name, runner.pipeline_root(pipeline_ir),
                                               runner.push_base_paths(pipeline_ir), f"run {run_id}"):
                     out.console.write(f"cvrank: recovered: {note}\n")
@@ -128,7 +128,7 @@ def _run_locked(args, config, build, report, run_id, RunOutput, log_path) -> int
             logging.exception("cvrank: run %s failed", run_id)
         if order is not None:
             try:
-                out.console.write(report(metadata_path, pipeline_name, run_id, order) + "\n")
+                out.console.write(report(store or mlmd.open_store(connection), pipeline_name, run_id, order) + "\n")
             except Exception:  # a report is not worth hiding the run's own error
                 logging.exception("cvrank: no summary for run %s", run_id)
     if failed is not None:
@@ -148,10 +148,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         return create_pipeline(config)
 
-    def report(metadata_path, pipeline_name, run_id, order):
+    def report(store, pipeline_name, run_id, order):
         from orchestration.summary import summarize
 
-        return summarize(metadata_path, pipeline_name, run_id, order, config.serving_dir).format()
+        return summarize(store, pipeline_name, run_id, order, config.serving_dir).format()
 
     return _run_quietly(args, config, build, report, config.pipeline_name)
 
@@ -165,10 +165,10 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 
         return create_smoke_pipeline(default_smoke_csv_dir(config), config)
 
-    def report(metadata_path, pipeline_name, run_id, order):
+    def report(store, pipeline_name, run_id, order):
         from metadata import mlmd
 
-        states = mlmd.run_node_states(mlmd.sqlite_store(metadata_path), pipeline_name, run_id)
+        states = mlmd.run_node_states(store, pipeline_name, run_id)
         return "\n".join(f"  {node:<16} {states.get(node, 'NOT RUN')}" for node in order)
 
     return _run_quietly(args, config, build, report, f"{config.pipeline_name}-smoke")
@@ -267,7 +267,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     try:
         with _writer_lock(config, "cvrank index"):
-            result = update_index(args.cvs, base, config.metadata_path, config.pipeline_name)
+            result = update_index(args.cvs, base, config.metadata_connection(), config.pipeline_name)
     except BasePathError as err:  # recorded, the rename failed: the next run publishes it
         print(f"cvrank index: {err}; the update is recorded and the next `cvrank run` publishes it",
               file=sys.stderr)
@@ -290,12 +290,14 @@ def _serving_target(args: argparse.Namespace, write: bool = False):
 
     config = PipelineConfig.create({"workspace": args.workspace} if args.workspace else {})
     base = os.path.abspath(args.model_base_path) if args.model_base_path else config.serving_dir
+    connection = config.metadata_connection()
     if write:
-        os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
-        return config, base, mlmd.sqlite_store(config.metadata_path)
-    if not os.path.exists(config.metadata_path):
+        if not config.metadata_uri:
+            os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+        return config, base, mlmd.open_store(connection)
+    if not mlmd.has_store(connection):
         return config, base, mlmd.empty_store()
-    return config, base, mlmd.sqlite_store(config.metadata_path, read_only=True)
+    return config, base, mlmd.open_store(connection, read_only=True)
 
 
 def _writer_lock(config, what: str, wait: bool = False):
@@ -315,12 +317,13 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     from serving import pushes
 
     config = _config_from_args(args)
-    if not os.path.exists(config.metadata_path):
-        print(f"cvrank gc: no ML Metadata store at {config.metadata_path}; nothing to collect")
+    connection = config.metadata_connection()
+    if not mlmd.has_store(connection):
+        print(f"cvrank gc: no ML Metadata store at {mlmd.describe(connection)}; nothing to collect")
         return 0
     try:
         with _writer_lock(config, "cvrank gc", wait=args.wait):
-            store = mlmd.sqlite_store(config.metadata_path)
+            store = mlmd.open_store(connection)
             if not args.dry_run:  # what killed runs left is garbage too, once recovered
                 from orchestration.recovery import recover_workspace
 

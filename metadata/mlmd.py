@@ -64,6 +64,33 @@ def sqlite_store(path: str, read_only: bool = False) -> metadata_store.MetadataS
     return metadata_store.MetadataStore(config)
 
 
+def open_store(connection: metadata_store_pb2.ConnectionConfig,
+               read_only: bool = False) -> metadata_store.MetadataStore:
+    """The store of `connection` (SQLite or PostgreSQL, as TFX's pipelines are configured). A SQLite store
+    is opened as `sqlite_store` does; a PostgreSQL database is created on first use unless `read_only`."""
+    if connection.WhichOneof("config") == "sqlite":
+        return sqlite_store(connection.sqlite.filename_uri, read_only=read_only)
+    if read_only:
+        connection = metadata_store_pb2.ConnectionConfig.FromString(connection.SerializeToString())
+        connection.postgresql.skip_db_creation = True
+    return metadata_store.MetadataStore(connection)
+
+
+def has_store(connection: metadata_store_pb2.ConnectionConfig) -> bool:
+    """Whether anything may already be recorded: a SQLite file exists; a server database always may."""
+    if connection.WhichOneof("config") == "sqlite":
+        return os.path.exists(connection.sqlite.filename_uri)
+    return True
+
+
+def describe(connection: metadata_store_pb2.ConnectionConfig) -> str:
+    """Where a store lives, for messages: the SQLite path, or postgresql://user@host:port/db (no password)."""
+    if connection.WhichOneof("config") == "sqlite":
+        return connection.sqlite.filename_uri
+    pg = connection.postgresql
+    return f"postgresql://{pg.user + '@' if pg.user else ''}{pg.host}:{pg.port}/{pg.dbname}"
+
+
 def empty_store() -> metadata_store.MetadataStore:
     """An empty in-memory store: what a reader sees of a workspace that has no store yet."""
     config = metadata_store_pb2.ConnectionConfig()

@@ -8,6 +8,8 @@ import dataclasses
 import json
 from typing import Dict, List, Optional, Tuple
 
+from ml_metadata.metadata_store import metadata_store
+
 from evaluation import outputs, ranking
 from evaluation.results import OVERALL, OutputMetric, SliceName, for_output, load_metrics
 from metadata import mlmd
@@ -113,11 +115,10 @@ def _push_sentence(state: Optional[str], blessed: Optional[bool], pushed_version
     return f"version {pushed_version}"
 
 
-def summarize(metadata_path: str, pipeline_name: str, run_id: str, node_order: List[str],
+def summarize(store: metadata_store.MetadataStore, pipeline_name: str, run_id: str, node_order: List[str],
               serving_dir: Optional[str] = None) -> RunSummary:
-    """The summary of run `run_id` from ML Metadata; with `serving_dir` (the model base path), also
-    which version is served and whether its files match its push record."""
-    store = mlmd.sqlite_store(metadata_path)
+    """The summary of run `run_id` from the ML Metadata `store`; with `serving_dir` (the model base path),
+    also which version is served and whether its files match its push record."""
     states = mlmd.run_node_states(store, pipeline_name, run_id)
     node_states = [(n, states.get(n, "NOT RUN")) for n in node_order]
 

@@ -159,6 +159,6 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         components=[file_check, texts_gen, jobs_gen, judgments_gen, *validation, data_check, transform, cooccurrence,
                     trainer, baseline, evaluator, pusher],
         enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+        metadata_connection_config=config.metadata_connection(),
         beam_pipeline_args=list(config.beam_pipeline_args),
     )

@@ -22,9 +22,7 @@ def create_smoke_pipeline(csv_dir: str, config: PipelineConfig) -> tfx.dsl.Pipel
         pipeline_root=os.path.join(config.workspace, "pipelines", name),
         components=[example_gen, statistics_gen, schema_gen],
         enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            os.path.join(config.workspace, "metadata", f"{name}.sqlite")
-        ),
+        metadata_connection_config=config.metadata_connection(smoke_metadata_path(config)),
         beam_pipeline_args=list(config.beam_pipeline_args),
     )
 

@@ -4,7 +4,8 @@
 CVRANK_RECIPE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CVRANK_PROJECT_ROOT="$(cd "$CVRANK_RECIPE_DIR/.." && pwd)"
 CVRANK_SUITE="trixie"
-CVRANK_DEB_PACKAGES="python3,python3-venv,python3-dev,g++,ca-certificates"
+# postgresql and redis-server serve the local scale-out cluster (`cvrank airflow up --cluster`).
+CVRANK_DEB_PACKAGES="python3,python3-venv,python3-dev,g++,ca-certificates,postgresql,redis-server"
 # Files whose content defines what the runtime holds. Any change to one of them (or to the suite and
 # package list above) yields a new runtime key, hence a rebuild; how the runtime is entered is not part of it.
 CVRANK_RECIPE_FILES="build.sh install-envs.sh requirements-uv.lock requirements-tfx.lock requirements-airflow.lock"

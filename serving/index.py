@@ -67,7 +67,7 @@ def _merge(old_ids: np.ndarray, cvs: List[Cv]) -> tuple[np.ndarray, int]:
     return np.asarray(rows, np.int64), replaced
 
 
-def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
+def update_index(cv_paths: List[str], model_base_path: str, metadata_connection,
                  pipeline_name: str = "cvrank") -> IndexResult:
     """Pushes a new version of the newest model under `model_base_path` whose index also holds the CVs
     of `cv_paths` (files or directories of `cv_id,text` CSV). Raises CvFileError for bad CV files and
@@ -104,8 +104,9 @@ def update_index(cv_paths: List[str], model_base_path: str, metadata_path: str,
         version, _, manifest = base_path.stage_version(model_base_path, lambda d: save_model(model, d))
         final_dir = os.path.join(os.path.abspath(model_base_path), str(version))
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
-            execution_id = _record(mlmd.sqlite_store(metadata_path), pipeline_name, source_dir, files, final_dir,
+            if metadata_connection.WhichOneof("config") == "sqlite":
+                os.makedirs(os.path.dirname(os.path.abspath(metadata_connection.sqlite.filename_uri)), exist_ok=True)
+            execution_id = _record(mlmd.open_store(metadata_connection), pipeline_name, source_dir, files, final_dir,
                                    version, manifest, len(cvs), len(ids))
         except BaseException:
             base_path.discard_staged(model_base_path, version)

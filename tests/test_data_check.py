@@ -672,7 +672,7 @@ def test_jobs_without_relevant_cv_are_left_out_with_warnings_in_mlmd(tmp_path, c
         assert f"DataCheck: {warning}" in [r.getMessage() for r in caplog.records
                                            if r.levelno == logging.WARNING]
     # The run summary prints them.
-    summary = summarize(config.metadata_path, config.pipeline_name, "all-zero", list(VALIDATION_NODES))
+    summary = summarize(mlmd.open_store(config.metadata_connection()), config.pipeline_name, "all-zero", list(VALIDATION_NODES))
     assert summary.warnings == expected
     assert f"warning: {expected[0]}" in summary.format().splitlines()
 

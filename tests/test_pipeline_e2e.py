@@ -41,7 +41,7 @@ def run(config):
     pipeline = create_pipeline(config)
     run_id = runner.run_pipeline(pipeline)
     order = runner.node_ids(runner.compile_pipeline(pipeline))
-    return summarize(config.metadata_path, config.pipeline_name, run_id, order)
+    return summarize(mlmd.open_store(config.metadata_connection()), config.pipeline_name, run_id, order)
 
 
 def states(summary):
@@ -188,7 +188,7 @@ def test_index_update_pushes_a_version_with_lineage_to_the_trained_model(first_r
     text = "Registered nurse; intensive care unit; ventilator management; patient triage and medication"
     cvs.write_text(f"cv_id,text\ncv-added-1,{text}\n", encoding="utf-8")
     latest = max(pushed_versions(config), key=int)
-    result = update_index([str(cvs)], config.serving_dir, config.metadata_path, config.pipeline_name)
+    result = update_index([str(cvs)], config.serving_dir, config.metadata_connection(), config.pipeline_name)
     assert result.source_version == int(latest) and result.added == 1 and result.replaced == 0
     assert str(result.version) in pushed_versions(config) and result.version > int(latest)
 

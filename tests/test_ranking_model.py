@@ -161,7 +161,10 @@ def test_index_update_replaces_and_adds_cvs_and_reweights_the_whole_index(model,
     added_text = "Registered nurse: patient triage; ventilator management and medication"
     (tmp_path / "cvs.csv").write_text(f"cv_id,text\n{ids[0]},{replaced_text}\ncv-new-1,{added_text}\n",
                                       encoding="utf-8")
-    result = update_index([str(tmp_path / "cvs.csv")], str(base), str(tmp_path / "metadata.sqlite"))
+    from config import PipelineConfig
+
+    metadata = PipelineConfig.create({"workspace": str(tmp_path)}).metadata_connection()
+    result = update_index([str(tmp_path / "cvs.csv")], str(base), metadata)
     assert (result.added, result.replaced, result.index_size) == (1, 1, len(ids) + 1)
 
     updated = load_for_indexing(result.path, str(tmp_path / "work"))
