@@ -1,7 +1,7 @@
 # The two commands: `make run` (the main job) and `make test`. Both build the runtime when it is missing.
 PYTEST_ARGS ?=
 
-.PHONY: run serve test test-fast runtime lock clean-runtime
+.PHONY: run serve airflow test test-fast runtime lock clean-runtime
 
 run:
 	bin/cvrank run
@@ -9,6 +9,11 @@ run:
 # Serves what `make run` pushed (workspace/serving/cvrank) over TF Serving's REST (8501) and gRPC (8500) APIs.
 serve:
 	bin/cvrank serve
+
+# Airflow 3 on 127.0.0.1:8080 (UI, REST API, scheduler, DAG processor, triggerer), detached; it prints the
+# URL and the login. `bin/cvrank airflow status` / `bin/cvrank airflow down`.
+airflow:
+	bin/cvrank airflow up
 
 test:
 	tests/runtime/test_wrapper.sh

@@ -13,9 +13,11 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.14",
     packages=find_packages(
-        include=["cvrank", "cvrank.*", "pipeline", "pipeline.*", "components", "components.*",
-                 "transform", "transform.*", "trainer", "trainer.*", "serving", "serving.*",
-                 "evaluation", "evaluation.*"]
+        # Every package a Beam worker or Airflow worker may import (Beam's setup_file ships these).
+        include=["cvrank", "cvrank.*", "config", "config.*", "dataset", "dataset.*", "metadata", "metadata.*",
+                 "pipeline", "pipeline.*", "components", "components.*", "transform", "transform.*",
+                 "trainer", "trainer.*", "serving", "serving.*", "evaluation", "evaluation.*",
+                 "orchestration", "orchestration.*"]
     ),
     install_requires=[
         "tfx==1.21.0",

@@ -142,6 +142,8 @@ def _run_locked(args, config, build, report, run_id, RunOutput, log_path) -> int
 def _cmd_run(args: argparse.Namespace) -> int:
     """Runs the cvrank pipeline and prints the run summary. Exit code 1 when a node fails."""
     config = _config_from_args(args)
+    if args.runner == "airflow":
+        return _run_on_airflow(args, config)
 
     def build():
         from pipeline.pipeline import create_pipeline
@@ -154,6 +156,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return summarize(store, pipeline_name, run_id, order, config.serving_dir).format()
 
     return _run_quietly(args, config, build, report, config.pipeline_name)
+
+
+def _run_on_airflow(args: argparse.Namespace, config) -> int:
+    """`run --runner airflow`: a DAG run of the Airflow deployment of the workspace, with the settings the
+    user gave as its conf."""
+    from config import parse_set_args
+    from orchestration import airflow_services
+    from orchestration.airflow_client import AirflowApiError, AirflowClient
+    from orchestration.airflow_run import conf_of, run_on_airflow
+
+    overrides = parse_set_args(args.set)
+    if args.data:
+        overrides["data_dir"] = args.data
+    conf = conf_of(overrides)
+    try:  # a supervisor still starting is waited for
+        airflow_services.ensure_up(config.workspace)
+    except airflow_services.AirflowNotRunning as err:
+        print(f"cvrank run: {err}", file=sys.stderr)
+        return 2
+    deployment = airflow_services.deployment_config(config.workspace).with_overrides(conf)
+    client = AirflowClient(airflow_services.api_url(config.workspace),
+                           lambda: airflow_services.access_token(config.workspace))
+    try:
+        return run_on_airflow(deployment, conf, client, airflow_services.api_url(config.workspace))
+    except AirflowApiError as err:
+        print(f"cvrank run: {err}", file=sys.stderr)
+        return 1
 
 
 def _cmd_smoke(args: argparse.Namespace) -> int:
@@ -420,6 +449,146 @@ def _cmd_serving_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _airflow_workspace(args: argparse.Namespace) -> str:
+    from config import PipelineConfig
+
+    return PipelineConfig.create({"workspace": args.workspace} if args.workspace else {}).workspace
+
+
+def _cmd_airflow_up(args: argparse.Namespace) -> int:
+    """Waits for the Airflow that bin/cvrank launched on the host (`--launch-id`), or reports the one already
+    running, then prints the UI's URL and how to log in. With `--foreground`, runs the supervisor in this
+    process instead (everything stops with it: a container's entry point, a terminal kept open)."""
+    import time
+
+    from orchestration import airflow_env
+    from orchestration import airflow_services as services
+
+    workspace = _airflow_workspace(args)
+    if args.foreground:
+        return services.Supervisor(workspace, cluster=args.cluster, port=args.port).run()
+    started = time.monotonic()
+    if args.launch_id is None:
+        if not services.supervisor_alive(workspace):
+            print(f"cvrank airflow up: Airflow is not running for workspace {workspace}. Start it with "
+                  f"`bin/cvrank airflow up` on the host: inside the runtime nothing outlives the command "
+                  f"(or run it in the foreground: `cvrank airflow up --foreground`).", file=sys.stderr)
+            return 2
+        print(f"cvrank airflow: already running for workspace {workspace}; nothing started.", flush=True)
+    else:
+        print(f"cvrank airflow: starting for workspace {workspace} "
+              f"({'cluster: PostgreSQL, Redis, CeleryExecutor' if args.cluster else 'local: LocalExecutor, SQLite'})",
+              flush=True)
+    try:
+        doc = services.wait_until_started(workspace, args.launch_id, timeout=args.timeout,
+                                          on_phase=lambda phase: print(f"cvrank airflow: {phase} ...", flush=True))
+    except KeyboardInterrupt:
+        print(f"\ncvrank airflow up: stopped waiting; Airflow goes on starting in the background "
+              f"(`bin/cvrank airflow status`, `bin/cvrank airflow down`)", file=sys.stderr)
+        return 130
+    except services.StartFailed as err:
+        log = os.path.join(services.log_dir(workspace), services.SUPERVISOR_LOG)
+        print(f"cvrank airflow up: Airflow did not start: {err}", file=sys.stderr)
+        print(f"cvrank airflow up: the supervisor's log {log} ends:\n{services.log_tail(log)}", file=sys.stderr)
+        return 1
+    user, password = services.credentials(workspace)
+    url = doc["api_url"]
+    if args.launch_id is not None:
+        print(f"cvrank airflow: up in {time.monotonic() - started:.0f} s")
+    elif (args.cluster != (doc["mode"] == "cluster")) or args.port not in (doc["api_port"], 0, airflow_env.DEFAULT_API_PORT):
+        print(f"cvrank airflow: note: it runs in {doc['mode']} mode on port {doc['api_port']}; "
+              f"`bin/cvrank airflow down` first to start it otherwise", flush=True)
+    print(f"  UI:       {url}  (log in as {user}, password {password})")
+    print(f"  REST API: {url}/api/v2  (a token: POST {url}/auth/token with "
+          f"{{\"username\": \"{user}\", \"password\": ...}})")
+    print(f"  DAG:      cvrank (trigger it in the UI with parameters, or `bin/cvrank run --runner airflow --set ...`)")
+    if doc.get("metadata_uri"):
+        print(f"  ML Metadata: {doc['metadata_uri']}")
+    print(f"  logs:     {doc['log_dir']}/")
+    where = f" --workspace {workspace}" if args.workspace else ""
+    print(f"  status:   bin/cvrank airflow status{where}    stop: bin/cvrank airflow down{where}")
+    for warning in doc.get("warnings", []):
+        print(f"  warning: {warning}")
+    return 0
+
+
+def _cmd_airflow_down(args: argparse.Namespace) -> int:
+    """Asks the workspace's supervisor to stop everything it started and waits until it has. Exit code 4 when
+    it has not stopped within --timeout (bin/cvrank then signals its namespace from the host)."""
+    import signal
+    import time
+
+    from orchestration import airflow_services as services
+
+    workspace = _airflow_workspace(args)
+    doc = services.running_services(workspace)
+    if not services.request_stop(workspace):
+        print(f"cvrank airflow: not running for workspace {workspace}; nothing to stop.")
+        return 0
+    names = ", ".join((doc or {}).get("services", {})) or "the supervisor"
+    print(f"cvrank airflow: stopping {names} ...", flush=True)
+    started = time.monotonic()
+    stopped = services.wait_until_stopped(workspace, timeout=args.timeout)
+    if not stopped and services.signal_supervisor(workspace, signal.SIGTERM):
+        stopped = services.wait_until_stopped(workspace, timeout=30)
+    if not stopped:
+        print(f"cvrank airflow down: the supervisor has not stopped within {args.timeout:.0f} s; see "
+              f"{os.path.join(services.log_dir(workspace), services.SUPERVISOR_LOG)}", file=sys.stderr)
+        return 4
+    print(f"cvrank airflow: stopped in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _cmd_airflow_status(args: argparse.Namespace) -> int:
+    """What runs for the workspace: exit code 0 when Airflow is up, 3 when it is not running."""
+    import json
+
+    from orchestration import airflow_services as services
+
+    workspace = _airflow_workspace(args)
+    doc = services.running_services(workspace)
+    if args.json:
+        print(json.dumps(doc or {"state": "not running", "workspace": workspace}, indent=2))
+    else:
+        print("\n".join(services.status_lines(workspace)))
+    return 0 if doc is not None and doc.get("state") == services.RUNNING else 3
+
+
+def _cmd_airflow_compile(args: argparse.Namespace) -> int:
+    """Writes the DAG spec (the compiled pipelines' nodes and edges, the params) for a deployment whose
+    settings (`--set`, e.g. workspace and metadata_uri on shared storage) become the params' defaults."""
+    import json
+
+    from config import parse_set_args
+    from orchestration.airflow_spec import write_spec
+
+    import tempfile
+
+    settings = parse_set_args(args.set)
+    output = os.path.abspath(args.output or os.environ.get("CVRANK_AIRFLOW_SPEC") or "cvrank_dags.json")
+    # TensorFlow's start-up notices go to file descriptor 2 whatever the log level: shown only on failure.
+    with tempfile.TemporaryFile() as noise:
+        saved = os.dup(2)
+        os.dup2(noise.fileno(), 2)
+        try:
+            write_spec(output, settings)
+        except BaseException:
+            os.dup2(saved, 2)
+            noise.seek(0)
+            sys.stderr.write(noise.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    with open(output) as f:
+        spec = json.load(f)
+    for dag_id, dag in spec.get("dags", {}).items():
+        print(f"  {dag_id}: {len(dag['nodes'])} tasks, {sum(len(n['upstream']) for n in dag['nodes'])} edges")
+    print(f"cvrank airflow compile: wrote {output}; deploy it beside the DAG files (dags/) and set "
+          f"CVRANK_AIRFLOW_SPEC={output} in every Airflow component's environment")
+    return 0
+
+
 def _add_serving_args(p: argparse.ArgumentParser) -> None:
     """One option per ServingConfig field (`--grpc-port` for grpc_port), described there."""
     from config import ServingConfig
@@ -448,8 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the cvrank pipeline and print a summary")
     _add_config_args(p)
-    p.add_argument("--runner", choices=["local"], default="local",
-                   help="orchestrator: local (TFX nodes in this process, in topological order)")
+    p.add_argument("--runner", choices=["local", "airflow"], default="local",
+                   help="orchestrator: local (TFX nodes in this process, in topological order) or airflow (a DAG "
+                        "run of the workspace's Airflow, `cvrank airflow up`, with the settings as its conf)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("config", help="list every setting with its value, default, allowed values and description")
@@ -509,6 +679,33 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--no-load", action="store_true", help="check files only; do not load the served version")
         if name == "rollback":
             q.add_argument("version", type=int, help="the version to serve")
+
+    p = sub.add_parser("airflow", help="Airflow for the workspace: up (UI, scheduler, workers), down, status; "
+                                       "compile the DAG spec")
+    airflow_sub = p.add_subparsers(dest="airflow_command", metavar="SUBCOMMAND")
+    airflow_sub.required = True
+    q = airflow_sub.add_parser("up", help="start Airflow on 127.0.0.1 (started on the host by bin/cvrank; idempotent)")
+    q.add_argument("--workspace", metavar="DIR", help="the workspace; AIRFLOW_HOME is DIR/airflow (default ./workspace)")
+    q.add_argument("--cluster", action="store_true",
+                   help="the local scale-out cluster: PostgreSQL, Redis, CeleryExecutor with two Celery workers")
+    q.add_argument("--port", type=int, default=8080, help="the UI's and REST API's port (0: any free port; default 8080)")
+    q.add_argument("--timeout", type=float, default=900, help="seconds to wait for it to be up (default %(default)s)")
+    q.add_argument("--foreground", action="store_true", help="run the supervisor in this process until stopped")
+    q.add_argument("--launch-id", help=argparse.SUPPRESS)
+    q.set_defaults(func=_cmd_airflow_up)
+    q = airflow_sub.add_parser("down", help="stop everything `airflow up` started")
+    q.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
+    q.add_argument("--timeout", type=float, default=120, help="seconds to wait for it to stop (default %(default)s)")
+    q.set_defaults(func=_cmd_airflow_down)
+    q = airflow_sub.add_parser("status", help="what runs: services, pids, ports, URL, login (exit code 3: not running)")
+    q.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
+    q.add_argument("--json", action="store_true", help="print services.json")
+    q.set_defaults(func=_cmd_airflow_status)
+    q = airflow_sub.add_parser("compile", help="write the DAG spec for a deployment (its settings are the DAG params' defaults)")
+    q.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="a deployment setting, e.g. workspace=/shared/ws or metadata_uri=postgresql://... (repeatable)")
+    q.add_argument("--output", metavar="PATH", help="where to write it (default $CVRANK_AIRFLOW_SPEC, else ./cvrank_dags.json)")
+    q.set_defaults(func=_cmd_airflow_compile)
 
     sub.add_parser(
         "runtime",

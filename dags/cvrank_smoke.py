@@ -1,5 +1,6 @@
 """cvrank smoke DAG: CsvExampleGen -> StatisticsGen -> SchemaGen on the dataset's jobs.
 
+Built from the DAG spec at $CVRANK_AIRFLOW_SPEC, like the `cvrank` DAG.
 `airflow dags trigger cvrank_smoke -c '{"data_dir": "/path/to/data"}'`
 """
 
@@ -9,19 +10,14 @@ import sys
 from airflow.sdk import dag
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared task module beside this file
-from cvrank_tasks import wire_pipeline  # noqa: E402
+from cvrank_tasks import dag_kwargs, load_spec, wire_pipeline  # noqa: E402
 
-NODE_UPSTREAMS = {
-    "CsvExampleGen": [],
-    "StatisticsGen": ["CsvExampleGen"],
-    "SchemaGen": ["StatisticsGen"],
-}
+SPEC = load_spec()
 
 
-# One DAG run at a time: runs of one pipeline share its ML Metadata and artifacts.
-@dag(dag_id="cvrank_smoke", schedule=None, catchup=False, max_active_runs=1, tags=["cvrank"])
+@dag(**dag_kwargs(SPEC, "cvrank_smoke"))
 def cvrank_smoke():
-    wire_pipeline("smoke", NODE_UPSTREAMS)
+    wire_pipeline(SPEC, "cvrank_smoke")
 
 
 cvrank_smoke()

@@ -494,6 +494,21 @@ def _metric_config(class_name: str, cfg: dict, threshold: Optional[config_pb2.Me
     return mc
 
 
+def _ranking_specs(relevance_threshold: float, ndcg_k: int, precision_k: int, recall_k: int, name_suffix: str,
+                   recall: bool) -> List[tuple]:
+    """(class name, metric name, config) of each ranking metric at one relevance threshold."""
+    specs = [
+        ("MeanAveragePrecision", MAP_NAME, {}),
+        ("RankingNDCG", f"ndcg@{ndcg_k}", {"top_k": ndcg_k}),
+        ("RankingPrecision", f"precision@{precision_k}", {"top_k": precision_k}),
+        ("RankingRecall", f"recall@{recall_k}", {"top_k": recall_k}) if recall else None,
+        ("JobsWithoutRelevant", JOBS_WITHOUT_RELEVANT_NAME, {}),
+    ]
+    return [(class_name, name + name_suffix, dict(cfg, name=name + name_suffix,
+                                                    relevance_threshold=float(relevance_threshold)))
+            for class_name, name, cfg in filter(None, specs)]
+
+
 def ranking_metric_configs(
     relevance_threshold: float = ranking.DEFAULT_RELEVANCE_THRESHOLD,
     ndcg_k: int = ranking.DEFAULT_NDCG_K,
@@ -511,21 +526,51 @@ def ranking_metric_configs(
     its suffix) to its MetricThreshold; a name not among the metrics raises ValueError.
     """
     thresholds = dict(thresholds or {})
-    specs = [
-        ("MeanAveragePrecision", MAP_NAME, {}),
-        ("RankingNDCG", f"ndcg@{ndcg_k}", {"top_k": ndcg_k}),
-        ("RankingPrecision", f"precision@{precision_k}", {"top_k": precision_k}),
-        ("RankingRecall", f"recall@{recall_k}", {"top_k": recall_k}) if recall else None,
-        ("JobsWithoutRelevant", JOBS_WITHOUT_RELEVANT_NAME, {}),
-    ]
-    configs = []
-    for class_name, name, cfg in filter(None, specs):
-        name += name_suffix
-        cfg = dict(cfg, name=name, relevance_threshold=float(relevance_threshold))
-        configs.append(_metric_config(class_name, cfg, thresholds.pop(name, None)))
+    configs = [_metric_config(class_name, cfg, thresholds.pop(name, None))
+               for class_name, name, cfg in _ranking_specs(relevance_threshold, ndcg_k, precision_k, recall_k,
+                                                           name_suffix, recall)]
     if thresholds:
         raise ValueError(f"thresholds for unknown ranking metrics: {sorted(thresholds)}")
     return configs
+
+
+# The Evaluator's own metrics are classes of their own with their parameters fixed, named in their
+# MetricConfig by class name alone, with no `config` JSON: TFX records the eval config in ML Metadata as
+# JSON text, where a nested JSON config is escaped with backslashes, and ML Metadata 1.21's PostgreSQL
+# store cannot record a string that holds a backslash (it mangles the E'...' literal libpq gives it).
+def _fixed_metric(base: type, name: str, cfg: dict) -> type:
+    def __init__(self, **overrides):
+        base.__init__(self, **{**cfg, **overrides})
+
+    class_name = "Fixed_" + "".join(c if c.isalnum() else "_" for c in name.replace("@", "_at_"))
+    cls = type(class_name, (base,), {"__init__": __init__, "__module__": __name__,
+                                     "__doc__": f"{base.__name__} with {json.dumps(cfg, sort_keys=True)}."})
+    globals()[class_name] = cls  # TFMA finds it as getattr(module, class_name)
+    return cls
+
+
+def _evaluator_metrics() -> Dict[str, type]:
+    bases = {"MeanAveragePrecision": MeanAveragePrecision, "RankingNDCG": RankingNDCG,
+             "RankingPrecision": RankingPrecision, "RankingRecall": RankingRecall,
+             "JobsWithoutRelevant": JobsWithoutRelevant}
+    levels = [(LENIENT_RELEVANCE, "", True), (STRICT_RELEVANCE, STRICT_SUFFIX, False)]
+    found = {name: _fixed_metric(bases[class_name], name, cfg)
+             for threshold, suffix, recall in levels
+             for class_name, name, cfg in _ranking_specs(threshold, ranking.DEFAULT_NDCG_K, ranking.DEFAULT_PRECISION_K,
+                                                         ranking.DEFAULT_RECALL_K, suffix, recall)}
+    for reference in outputs.BASELINES:
+        name = map_difference_name(reference)
+        found[name] = _fixed_metric(MapDifference, name, {"name": name, "output": outputs.SERVED,
+                                                          "reference": reference,
+                                                          "relevance_threshold": LENIENT_RELEVANCE})
+    return found
+
+
+EVALUATOR_METRICS = _evaluator_metrics()  # metric name -> its class with fixed parameters
+
+
+def _fixed_config(name: str) -> config_pb2.MetricConfig:
+    return config_pb2.MetricConfig(class_name=EVALUATOR_METRICS[name].__name__, module=__name__)
 
 
 def relevance_metric_configs(
@@ -533,30 +578,32 @@ def relevance_metric_configs(
 ) -> List[config_pb2.MetricConfig]:
     """The Evaluator's ranking metrics at both relevance levels: lenient (relevance >= 1) ``map``,
     ``ndcg@10``, ``precision@10``, ``recall@100``, ``jobs_without_relevant``, and strict (relevance 2)
-    ``map_strict``, ``ndcg@10_strict``, ``precision@10_strict``, ``jobs_without_relevant_strict``.
+    ``map_strict``, ``ndcg@10_strict``, ``precision@10_strict``, ``jobs_without_relevant_strict``; each
+    config names a class of ``EVALUATOR_METRICS`` and holds no ``config`` JSON.
 
     ``thresholds`` maps any of these names to its MetricThreshold; an unknown name raises ValueError.
     """
     thresholds = dict(thresholds or {})
-    lenient = ranking_metric_configs(LENIENT_RELEVANCE)
-    strict = ranking_metric_configs(STRICT_RELEVANCE, name_suffix=STRICT_SUFFIX, recall=False)
-    configs = lenient + strict
-    for mc in configs:
-        name = json.loads(mc.config)["name"]
+    names = [n for n in EVALUATOR_METRICS if not n.startswith("map_over_")]
+    configs = []
+    for name in names:
+        mc = _fixed_config(name)
         if name in thresholds:
             mc.threshold.CopyFrom(thresholds.pop(name))
+        configs.append(mc)
     if thresholds:
         raise ValueError(f"thresholds for unknown ranking metrics: {sorted(thresholds)}")
     return configs
 
 
 def map_difference_config(
-    output: str = outputs.SERVED,
     reference: str = outputs.BM25,
     threshold: Optional[config_pb2.MetricThreshold] = None,
 ) -> config_pb2.MetricConfig:
-    """The MetricConfig of MapDifference (lenient relevance) named ``map_over_<reference>``
-    (``map_over_bm25`` by default), with an optional MetricThreshold."""
-    cfg = {"name": map_difference_name(reference), "output": output, "reference": reference,
-           "relevance_threshold": LENIENT_RELEVANCE}
-    return _metric_config("MapDifference", cfg, threshold)
+    """The MetricConfig of MapDifference (lenient relevance) of the served output over output `reference`
+    (one of `outputs.BASELINES`), named ``map_over_<reference>`` (``map_over_bm25`` by default), with an
+    optional MetricThreshold."""
+    mc = _fixed_config(map_difference_name(reference))
+    if threshold is not None:
+        mc.threshold.CopyFrom(threshold)
+    return mc

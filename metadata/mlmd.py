@@ -67,13 +67,22 @@ def sqlite_store(path: str, read_only: bool = False) -> metadata_store.MetadataS
 def open_store(connection: metadata_store_pb2.ConnectionConfig,
                read_only: bool = False) -> metadata_store.MetadataStore:
     """The store of `connection` (SQLite or PostgreSQL, as TFX's pipelines are configured). A SQLite store
-    is opened as `sqlite_store` does; a PostgreSQL database is created on first use unless `read_only`."""
+    is opened as `sqlite_store` does (its directory created unless `read_only`); a PostgreSQL database is
+    created on first use unless `read_only`."""
     if connection.WhichOneof("config") == "sqlite":
+        if not read_only:
+            prepare_location(connection)
         return sqlite_store(connection.sqlite.filename_uri, read_only=read_only)
     if read_only:
         connection = metadata_store_pb2.ConnectionConfig.FromString(connection.SerializeToString())
         connection.postgresql.skip_db_creation = True
     return metadata_store.MetadataStore(connection)
+
+
+def prepare_location(connection: metadata_store_pb2.ConnectionConfig) -> None:
+    """Creates the directory of a SQLite store (TFX opens the file, not its directory); nothing for a server."""
+    if connection.WhichOneof("config") == "sqlite":
+        os.makedirs(os.path.dirname(os.path.abspath(connection.sqlite.filename_uri)), exist_ok=True)
 
 
 def has_store(connection: metadata_store_pb2.ConnectionConfig) -> bool:

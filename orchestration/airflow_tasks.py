@@ -1,19 +1,45 @@
 """What cvrank's Airflow tasks do, in the TFX env. The DAG files only wire these together.
 
-A DAG run compiles the pipeline once (`prepare`), binding the run id, then launches each node in its own
-task (`run_node`). ML Metadata resolves each node's inputs and decides cache reuse, exactly as in a
-local run.
+A DAG run compiles the pipeline once (`prepare`), binding the Airflow run id as the TFX pipeline run id,
+then launches each node in its own task (`run_node`). ML Metadata resolves each node's inputs and decides
+cache reuse, exactly as in a local run.
+
+The workspace lock (orchestration/workspace_lock.py) and recovery, in a node task:
+- ML Metadata on SQLite (one writer at a time): the task takes the pipeline's lock exclusively, as a CLI
+  run does (Airflow's pool of one slot already keeps node tasks one at a time; the lock also keeps them
+  apart from CLI runs, `cvrank gc` and rollbacks, and from each other if the pool is missing). Holding
+  it exclusively, every execution still RUNNING (or NEW) is an orphan: `recover_workspace` cancels them
+  all and reconciles staged pushes, as a CLI run does.
+- ML Metadata on a server database (PostgreSQL): the task takes the lock shared, so independent nodes run
+  at once on different workers, while CLI runs, gc and rollbacks (exclusive) wait for them or are refused.
+  Each shared holder records its run id and node id. An execution still RUNNING may then belong to a live
+  task, so the rule is: an active execution is an orphan only when no other live holder of the lock
+  claims its (run id, node id) (this task's own earlier, killed attempt is one). The executions are
+  listed before the live holders and re-read after: a holder records itself before its launcher
+  registers an execution and records the result before it releases, so an execution seen active whose
+  holder is not found live afterwards is orphaned, and one that ended meanwhile is seen ended. Staged
+  pushes are reconciled only by the Pusher's own task (no other live holder writes there: one DAG run at
+  a time, and rollbacks take the lock exclusively).
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import logging
 import os
 import re
-from typing import Any, Mapping
+import tempfile
+from typing import Any, List, Mapping
 
 from config import PipelineConfig
+
+AIRFLOW_RUNS_DIR = "airflow-runs"  # <workspace>/airflow-runs/<pipeline>/<run>/pipeline.pb: each DAG run's IR
+
+
+class StaleDagSpec(RuntimeError):
+    """The DAG was built from a spec that no longer matches what this code compiles."""
 
 
 def _config_from_conf(conf: Any) -> PipelineConfig:
@@ -24,36 +50,109 @@ def _config_from_conf(conf: Any) -> PipelineConfig:
     return PipelineConfig.create(conf)
 
 
-def prepare(kind: str, conf: Any, airflow_run_id: str) -> str:
-    """Compiles the `kind` pipeline ('smoke' or 'cvrank') with the DAG run's conf applied, binds a run
-    id derived from the Airflow run id, writes the IR under the workspace and returns its path."""
+def _rewrite_hint(spec: Mapping[str, Any]) -> str:
+    path = spec.get("spec_path") or "$CVRANK_AIRFLOW_SPEC"
+    return (f"rewrite it with `bin/cvrank airflow compile` (or `python -m orchestration.airflow_spec --output {path}` "
+            "in the TFX env), let Airflow parse the DAG files again, then trigger a new run")
+
+
+def _stale(spec: Mapping[str, Any], what: str) -> StaleDagSpec:
+    origin = f" (compiled at {spec['compiled_at']})" if spec.get("compiled_at") else ""
+    return StaleDagSpec(f"the DAG spec is stale: DAG {spec.get('dag_id', '?')!r} was built from a spec{origin} {what}; "
+                        f"{_rewrite_hint(spec)}")
+
+
+def check_spec_settings(spec: Mapping[str, Any]) -> None:
+    """Raises StaleDagSpec when the DAG's params (`param_names`) are not PipelineConfig's fields. Imports no
+    TFX. (Param defaults are not compared: a run takes what the DAG's trigger form showed.)"""
+    names = spec.get("param_names")
+    if names is None:
+        return
+    missing = [f for f in PipelineConfig.model_fields if f not in names]
+    unknown = [k for k in names if k not in PipelineConfig.model_fields]
+    problems = []
+    if missing:
+        problems.append(f"settings the DAG has no param for: {', '.join(missing)}")
+    if unknown:
+        problems.append(f"params that are no longer settings: {', '.join(unknown)}")
+    if problems:
+        raise _stale(spec, "whose params differ from the pipeline settings: " + "; ".join(problems))
+
+
+def prepare(kind: str, conf: Any, airflow_run_id: str, dag_spec: Any = None) -> str:
+    """Compiles the `kind` pipeline ('smoke' or 'cvrank') with the DAG run's conf (a JSON object or a
+    mapping of settings: the DAG passes all its params, i.e. the deployment defaults with the run's conf
+    applied), binds the Airflow run id as the TFX pipeline run id, writes the IR under the workspace and
+    returns its path.
+
+    Bad settings raise ConfigError (the CLI's message) before TFX is imported. With `dag_spec` (JSON or a
+    mapping: `dag_id`, `spec_path`, `compiled_at`, `param_names`, `nodes` as the spec gives them) it raises StaleDagSpec when the DAG's params or its nodes and edges are not what this code
+    compiles, before anything is written."""
+    spec = json.loads(dag_spec) if isinstance(dag_spec, str) else dag_spec
+    if spec is not None:
+        check_spec_settings(spec)  # a stale spec explains an unknown or missing setting better
     config = _config_from_conf(conf)  # bad settings fail here, before TFX is even imported
     from orchestration import runner
+    from orchestration.airflow_spec import create_kind_pipeline, graph_differences, node_graph
 
-    if kind == "smoke":
-        from pipeline.smoke import create_smoke_pipeline, default_smoke_csv_dir
-
-        pipeline = create_smoke_pipeline(default_smoke_csv_dir(config), config)
-    elif kind == "cvrank":
-        from pipeline.pipeline import create_pipeline
-
-        pipeline = create_pipeline(config)
-    else:
-        raise ValueError(f"unknown pipeline kind {kind!r}")
-    run_id = "airflow-" + re.sub(r"[^A-Za-z0-9_.-]", "_", airflow_run_id)
-    bound = runner.bind_run_id(runner.compile_pipeline(pipeline), run_id)
-    path = os.path.join(config.workspace, "airflow-runs", pipeline.pipeline_info.pipeline_name, run_id, "pipeline.pb")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(bound.SerializeToString())
+    pipeline = create_kind_pipeline(kind, config)
+    compiled = runner.compile_pipeline(pipeline)
+    if spec is not None and spec.get("nodes") is not None:
+        differences = graph_differences(spec["nodes"], node_graph(compiled))
+        if differences:
+            raise _stale(spec, "whose nodes and edges differ from the pipeline this code compiles: "
+                               + "; ".join(differences))
+    run_id = tfx_run_id(airflow_run_id)
+    bound = runner.bind_run_id(compiled, run_id)
+    path = ir_path(config.workspace, pipeline.pipeline_info.pipeline_name, run_id)
+    _write_atomically(path, bound.SerializeToString())
+    logging.info("cvrank: pipeline %s, run %s: %d nodes; IR %s", pipeline.pipeline_info.pipeline_name, run_id,
+                 len(bound.nodes), path)
     return path
+
+
+def tfx_run_id(airflow_run_id: str) -> str:
+    """The TFX pipeline run id of an Airflow DAG run: the Airflow run id itself. TFX uses it only as the
+    name of ML Metadata's "pipeline_run" context (any text up to 255 characters; Airflow's run ids are at
+    most 250 and match `[A-Za-z0-9_.~:+-]+` by default) and in the executors' ExecutionInvocation;
+    artifact directories are named by execution id, not by run id."""
+    if not airflow_run_id or len(airflow_run_id) > 250:
+        raise ValueError(f"Airflow run id {airflow_run_id!r} cannot name a TFX pipeline run (1 to 250 characters)")
+    return airflow_run_id
+
+
+def ir_path(workspace: str, pipeline_name: str, run_id: str) -> str:
+    """Where `prepare` writes the bound IR of run `run_id`: `<workspace>/airflow-runs/<pipeline>/<run id>/
+    pipeline.pb`; a run id that is not a plain file name ('.', or holding '/') gets a readable name with
+    a digest instead."""
+    name = run_id
+    if name in (".", "..") or "/" in name or "\0" in name:
+        name = re.sub(r"[^A-Za-z0-9_.~:+-]", "_", run_id).strip(".") + "-" + hashlib.sha256(run_id.encode()).hexdigest()[:12]
+    return os.path.join(os.path.abspath(workspace), AIRFLOW_RUNS_DIR, pipeline_name, name, "pipeline.pb")
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".pipeline.", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def run_node(ir_path: str, node_id: str) -> None:
     """Launches one node of the IR written by `prepare`, holding the pipeline's workspace lock for as long
-    as it runs (waiting for any other writer of the pipeline: tasks of a DAG run that Airflow starts side by
-    side take turns). Under the lock it first recovers executions a killed writer left RUNNING (their
-    directories removed, marked CANCELED), so a retried task starts clean."""
+    as it runs: exclusively with SQLite ML Metadata, shared with a server database (module docstring),
+    waiting for any writer in the way. Under the lock it first recovers executions that killed writers
+    left RUNNING (their directories removed, marked CANCELED), so a retried task starts clean. Raises
+    whatever the node's executor raised (its execution is recorded FAILED)."""
     from tfx.orchestration.local import runner_utils
     from tfx.proto.orchestration import pipeline_pb2
 
@@ -68,15 +167,109 @@ def run_node(ir_path: str, node_id: str) -> None:
     pipeline_name = bound.pipeline_info.id
     pipeline_root = runner.pipeline_root(bound)
     run_id = bound.runtime_spec.pipeline_run_id.field_value.string_value
-    connection = runner_utils.extract_local_deployment_config(bound).metadata_connection_config
-    metadata_path = getattr(connection, connection.WhichOneof("connection_config")).sqlite.filename_uri
-    with WorkspaceLock(_workspace_of(pipeline_root), pipeline_name, f"run {run_id}, task {node_id}", wait=True,
-                       on_wait=lambda busy: logging.info("cvrank: waiting: %s", busy.description)):
-        if os.path.exists(metadata_path):  # else nothing ever ran
-            for note in recover_workspace(mlmd.sqlite_store(metadata_path), pipeline_name, pipeline_root,
-                                          runner.push_base_paths(bound), f"run {run_id}, task {node_id}"):
-                logging.warning("cvrank: recovered: %s", note)
+    node = _pipeline_node(bound, node_id)
+    wrapper = runner_utils.extract_local_deployment_config(bound).metadata_connection_config
+    connection = getattr(wrapper, wrapper.WhichOneof("connection_config"))
+    sqlite = connection.WhichOneof("config") == "sqlite"
+    if sqlite:
+        os.makedirs(os.path.dirname(os.path.abspath(connection.sqlite.filename_uri)), exist_ok=True)
+    me = f"run {run_id}, task {node_id}"
+    lock = WorkspaceLock(_workspace_of(pipeline_root), pipeline_name, me, wait=True, shared=not sqlite,
+                         run_id=run_id, node_id=node_id,
+                         on_wait=lambda busy: logging.info("cvrank: waiting: %s", busy.description))
+    with lock:
+        if sqlite:
+            if mlmd.has_store(connection):  # else nothing ever ran
+                notes = recover_workspace(mlmd.open_store(connection), pipeline_name, pipeline_root,
+                                          runner.push_base_paths(bound), me)
+                for note in notes:
+                    logging.warning("cvrank: recovered: %s", note)
+        else:
+            _recover_shared(lock, mlmd.open_store(connection), pipeline_name, pipeline_root, node, run_id, me)
         runner.launch_node(bound, node_id)
+
+
+def _pipeline_node(bound, node_id: str):
+    for node in bound.nodes:
+        if node.pipeline_node.node_info.id == node_id:
+            return node.pipeline_node
+    raise KeyError(f"pipeline {bound.pipeline_info.id} has no node {node_id!r}")
+
+
+def _recover_shared(lock, store, pipeline_name: str, pipeline_root: str, node, run_id: str, me: str) -> None:
+    """Recovery under the shared lock (module docstring): orphans of dead holders only, and the staged pushes
+    of this node's model base path when it is a Pusher."""
+    from orchestration import runner
+    from serving import pushes
+
+    for holder in lock.other_holders():
+        if (holder.run_id, holder.node_id) == (run_id, node.node_info.id):
+            raise RuntimeError(f"another attempt of this task is still running: {holder.describe()}; it must end "
+                               "before this one can run the node")
+    for recovered in recover_orphans_of_dead_holders(store, lock, pipeline_name, pipeline_root, me):
+        logging.warning("cvrank: recovered: %s", recovered.describe())
+    base = runner.push_base_path(node)
+    if base is not None:
+        for note in pushes.reconcile(store, base):
+            logging.warning("cvrank: recovered: %s", note)
+
+
+def recover_orphans_of_dead_holders(store, lock, pipeline_name: str, pipeline_root: str, note_context: str):
+    """Call holding `lock` (a WorkspaceLock of `pipeline_name`) shared. Recovers, as
+    `recovery.recover_orphaned_executions` does (marked CANCELED with a `cvrank_note`, directories removed
+    unless a LIVE artifact uses them), every execution of `pipeline_name` still NEW or RUNNING whose (run
+    id, node id) no other live holder of the lock claims; nothing at all when another live holder does not
+    say which node it runs. Returns the RecoveredExecutions, oldest first."""
+    from metadata import mlmd
+    from orchestration.pipeline_dirs import PathSet, is_within, remove_tree, tree_size
+    from orchestration.recovery import NOTE_PROPERTY, RecoveredExecution, execution_dirs
+
+    # 1. The active executions, listed before the live holders (see the module docstring for why).
+    active = [e for e in mlmd.pipeline_executions(store, pipeline_name) if e.last_known_state in mlmd.ACTIVE_STATES]
+    if not active:
+        return []
+    # 2. The live holders other than this task.
+    others = lock.other_holders()
+    if any(h.node_id is None for h in others):
+        logging.info("cvrank: not recovering: a holder of the lock does not say which node it runs")
+        return []
+    claimed = {(h.run_id, h.node_id) for h in others}
+    candidates = []
+    for execution in active:
+        node_id, run_id = mlmd.execution_node_and_run(store, pipeline_name, execution.id)
+        if node_id is not None and (run_id, node_id) not in claimed:
+            candidates.append((execution, node_id, run_id))
+    if not candidates:
+        return []
+    # 3. Re-read: an execution that ended since step 1 is not an orphan.
+    now = {e.id: e for e in store.get_executions_by_id([e.id for e, _, _ in candidates])}
+    orphans = [(e, n, r) for e, n, r in candidates if now[e.id].last_known_state in mlmd.ACTIVE_STATES]
+    if not orphans:
+        return []
+    live_uris = PathSet(a.uri for a in store.get_artifacts() if a.state == mlmd.Artifact.LIVE)
+    found_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    note = f"orphaned: its process ended without recording a result; found by {note_context} at {found_at}"
+    recovered = []
+    for execution, node_id, run_id in orphans:
+        mlmd.mark_execution(store, execution.id, mlmd.Execution.CANCELED, {NOTE_PROPERTY: note})
+        removed: List[str] = []
+        not_removed: List[str] = []
+        size = 0
+        for path in execution_dirs(pipeline_root, node_id, execution):
+            if not is_within(path, pipeline_root) or live_uris.overlaps(path):
+                continue
+            bytes_here = tree_size(path)
+            try:
+                remove_tree(path)
+            except OSError as err:
+                not_removed.append(f"{path}: {err.strerror or err}")
+                continue
+            removed.append(path)
+            size += bytes_here
+        recovered.append(RecoveredExecution(execution.id, node_id, run_id,
+                                            mlmd.state_name(execution.last_known_state), tuple(removed), size,
+                                            tuple(not_removed)))
+    return recovered
 
 
 def _workspace_of(pipeline_root: str) -> str:
@@ -85,3 +278,30 @@ def _workspace_of(pipeline_root: str) -> str:
     if os.path.basename(pipelines_dir) != "pipelines":
         raise ValueError(f"pipeline root {pipeline_root} is not <workspace>/pipelines/<name>")
     return os.path.dirname(pipelines_dir)
+
+
+def skip_interpreter_teardown() -> None:
+    """For the process of an Airflow task only (never a test or CLI process): once the task's callable has
+    returned and Airflow's script has written its result, ends the process at once with exit code 0,
+    skipping the interpreter's teardown of TensorFlow, Beam and TFX (about 1.4 s per task, measured). An
+    uncaught exception (the task failed) ends the process the normal way, with its exit code."""
+    import atexit
+    import sys
+
+    def end_now() -> None:
+        if getattr(sys, "last_exc", None) is not None or getattr(sys, "last_value", None) is not None:
+            return  # a failure: let Python report it and exit non-zero
+        # Airflow's script (python_virtualenv_script.jinja2) writes its result to argv[2] after the callable
+        # returns; without that file the script did not finish normally.
+        if len(sys.argv) < 3 or not os.path.exists(sys.argv[2]):
+            return
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(0)
+
+    atexit.register(end_now)  # registered last, so it runs first
+

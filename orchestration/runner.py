@@ -21,6 +21,7 @@ from google.protobuf import json_format
 from tfx.proto import pusher_pb2
 from tfx.proto.orchestration import pipeline_pb2
 
+from metadata import mlmd
 from orchestration.runs import new_run_id
 from serving import pushes
 
@@ -61,6 +62,7 @@ def launch_node(bound_ir: pipeline_pb2.Pipeline, node_id: str) -> None:
         deployment_config.metadata_connection_config,
         deployment_config.metadata_connection_config.WhichOneof("connection_config"),
     )
+    mlmd.prepare_location(connection_config)
     for node in bound_ir.nodes:
         pipeline_node = node.pipeline_node
         if pipeline_node.node_info.id != node_id:

@@ -42,11 +42,9 @@ class PreviousBlessedModelStrategy(resolver.ResolverStrategy):
 
 def previous_blessed_model_resolver(candidate: types.BaseChannel) -> resolver.Resolver:
     """The resolver node giving the Evaluator its baseline for `candidate` (the trainer's model)."""
-    from tfx import v1 as tfx
-
-    return tfx.dsl.Resolver(
+    return resolver.Resolver(
         strategy_class=PreviousBlessedModelStrategy,
         candidate=candidate,
-        model=tfx.dsl.Channel(type=standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=standard_artifacts.ModelBlessing),
+        model=types.Channel(type=standard_artifacts.Model),
+        model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("previous_blessed_model_resolver")

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import json
-
 from tensorflow_model_analysis import constants as tfma_constants
 from tensorflow_model_analysis.proto import config_pb2
 
 from config import PipelineConfig
 from evaluation import outputs
 from evaluation.slices import SLICE_FEATURES
-from evaluation.tfma_metrics import MAP_NAME, map_difference_config, relevance_metric_configs
+from evaluation.tfma_metrics import EVALUATOR_METRICS, MAP_NAME, map_difference_config, relevance_metric_configs
 
 # TFMA's name of the candidate model once a baseline is present; without a baseline, TFMA replaces it
 # by "" (config_util.update_eval_config_with_defaults), so candidate-only metrics work in both cases.
@@ -42,10 +40,10 @@ def build_eval_config(config: PipelineConfig) -> config_pb2.EvalConfig:
             direction=config_pb2.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -config.map_tolerance}))
     served = relevance_metric_configs()
-    [map_config] = [m for m in served if json.loads(m.config)["name"] == MAP_NAME]
+    [map_config] = [m for m in served if m.class_name == EVALUATOR_METRICS[MAP_NAME].__name__]
     map_config.per_slice_thresholds.append(_overall(map_threshold))
 
-    over_bm25 = map_difference_config(outputs.SERVED, outputs.BM25)
+    over_bm25 = map_difference_config(outputs.BM25)
     if config.bless_over_bm25:
         over_bm25.per_slice_thresholds.append(_overall(config_pb2.MetricThreshold(
             value_threshold=config_pb2.GenericValueThreshold(lower_bound={"value": 0.0}))))

@@ -6,18 +6,21 @@ from __future__ import annotations
 import os
 from typing import List
 
-from tfx import v1 as tfx
+from tfx.components.example_gen.csv_example_gen.component import CsvExampleGen
+from tfx.components.schema_gen.component import SchemaGen
+from tfx.components.statistics_gen.component import StatisticsGen
+from tfx.orchestration.pipeline import Pipeline
 
 from config import PipelineConfig
 
 
-def create_smoke_pipeline(csv_dir: str, config: PipelineConfig) -> tfx.dsl.Pipeline:
+def create_smoke_pipeline(csv_dir: str, config: PipelineConfig) -> Pipeline:
     """The smoke pipeline over the CSV files in `csv_dir`, named `<pipeline_name>-smoke`, cached."""
-    example_gen = tfx.components.CsvExampleGen(input_base=csv_dir)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    example_gen = CsvExampleGen(input_base=csv_dir)
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
     name = f"{config.pipeline_name}-smoke"
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=name,
         pipeline_root=os.path.join(config.workspace, "pipelines", name),
         components=[example_gen, statistics_gen, schema_gen],

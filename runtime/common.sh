@@ -23,11 +23,14 @@ cvrank_runtime_key() {
 cvrank_runtime_dir() { echo "$(cvrank_cache_root)/runtime-$(cvrank_runtime_key)"; }
 
 # Namespace flags: as root a private mount namespace is enough; otherwise a user namespace maps us to root.
+# No --fork: unshare execs enter.sh in place (same pid), and the runtime's init (runtime/pidinit.py)
+# creates the PID namespace and forks into it. `unshare --fork` would block SIGINT and SIGTERM in its
+# waiting parent, so a `kill` of bin/cvrank's pid would never reach the command.
 cvrank_unshare_flags() {
   if [ "$(id -u)" = 0 ]; then
-    echo "--mount --propagation private --fork"
+    echo "--mount --propagation private"
   else
-    echo "--user --map-root-user --mount --propagation private --pid --fork"
+    echo "--user --map-root-user --mount --propagation private"
   fi
 }
 

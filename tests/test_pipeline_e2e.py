@@ -30,11 +30,14 @@ UPSTREAM = ["FileCheck", "jobs_example_gen", "texts_example_gen", "judgments_exa
 pytestmark = pytest.mark.slow
 
 
+def tiny_settings(data_dir=TINY, **overrides):
+    """Settings that keep a run on the tiny dataset short."""
+    return {**dict(data_dir=str(data_dir), vocab_min_count=2, embedding_dim=16, epochs=5, batch_size=2048,
+                   map_floor=0.05, beam_pipeline_args=["--direct_num_workers=1"]), **overrides}
+
+
 def tiny_config(workspace, data_dir=TINY, **overrides):
-    settings = dict(data_dir=str(data_dir), workspace=str(workspace), vocab_min_count=2, embedding_dim=16,
-                    epochs=5, batch_size=2048, map_floor=0.05, beam_pipeline_args=["--direct_num_workers=1"])
-    settings.update(overrides)
-    return PipelineConfig(**settings)
+    return PipelineConfig(**tiny_settings(data_dir, workspace=str(workspace), **overrides))
 
 
 def run(config):

@@ -661,26 +661,48 @@ _LENIENT_NAMES = ["map", "ndcg@10", "precision@10", "recall@100", "jobs_without_
 _STRICT_NAMES = ["map_strict", "ndcg@10_strict", "precision@10_strict", "jobs_without_relevant_strict"]
 
 
+def _instances(configs):
+    """{name: config} of the metrics the MetricConfigs make, as TFMA builds them."""
+    metrics = [metric_specs.metric_instance(c) for c in configs]
+    return {m.name: m.get_config() for m in metrics}
+
+
 def test_relevance_metric_configs_name_both_levels():
     configs = tfma_metrics.relevance_metric_configs()
-    by_name = {json.loads(c.config)["name"]: json.loads(c.config) for c in configs}
+    assert all(c.config == "" and c.module == "evaluation.tfma_metrics" for c in configs)
+    by_name = _instances(configs)
     assert list(by_name) == _LENIENT_NAMES + _STRICT_NAMES
     assert {n: c["relevance_threshold"] for n, c in by_name.items()} == {
         **{n: 1.0 for n in _LENIENT_NAMES}, **{n: 2.0 for n in _STRICT_NAMES}}
+    assert (by_name["ndcg@10_strict"]["top_k"], by_name["recall@100"]["top_k"]) == (10, 100)
     computations = metric_specs.to_computations([_spec(*configs)], config_pb2.EvalConfig())
     assert sorted(k.name for c in computations for k in c.keys) == sorted(_LENIENT_NAMES + _STRICT_NAMES)
     threshold = config_pb2.MetricThreshold(
         value_threshold=config_pb2.GenericValueThreshold(lower_bound={"value": 0.1}))
     with_threshold = tfma_metrics.relevance_metric_configs(thresholds={"map_strict": threshold})
-    assert [json.loads(c.config)["name"] for c in with_threshold if c.HasField("threshold")] == ["map_strict"]
+    assert list(_instances([c for c in with_threshold if c.HasField("threshold")])) == ["map_strict"]
     with pytest.raises(ValueError, match=re.escape("thresholds for unknown ranking metrics: ['recall@100_strict']")):
         tfma_metrics.relevance_metric_configs(thresholds={"recall@100_strict": threshold})
 
 
+def test_the_evaluators_config_has_no_backslash_for_ml_metadata():
+    """TFX records the eval config in ML Metadata as JSON text; ML Metadata's PostgreSQL store cannot
+    record a string with a backslash, which a nested JSON metric config would bring."""
+    from google.protobuf import json_format
+
+    from config import PipelineConfig
+    from pipeline.eval_config import build_eval_config
+
+    for bless_over_bm25 in (False, True):
+        text = json_format.MessageToJson(build_eval_config(PipelineConfig(bless_over_bm25=bless_over_bm25)))
+        assert "\\" not in text and "Fixed_map" in text
+
+
 def test_map_difference_config_and_its_spec_rules():
     config = tfma_metrics.map_difference_config()
-    assert (config.class_name, json.loads(config.config)) == ("MapDifference", {
-        "name": "map_over_bm25", "output": "scores", "reference": "bm25_scores", "relevance_threshold": 1.0})
+    assert _instances([config]) == {"map_over_bm25": {
+        "name": "map_over_bm25", "output": "scores", "reference": "bm25_scores", "relevance_threshold": 1.0}}
+    assert list(_instances([tfma_metrics.map_difference_config("tfidf_scores")])) == ["map_over_tfidf"]
     [computation] = metric_specs.to_computations([_spec(config)], config_pb2.EvalConfig())
     [key] = computation.keys
     assert (key.name, key.output_name) == ("map_over_bm25", "")

@@ -1,5 +1,6 @@
 """The workspace lock between real processes: a second writer is refused with the holder's pid and run
-id, waits for the holder when asked to, and takes a lock whose holder was killed at once."""
+id, waits for the holder when asked to, and takes a lock whose holder was killed at once; shared holders
+coexist, keep one record each, and keep exclusive writers out until the last one ends."""
 
 from __future__ import annotations
 
@@ -9,18 +10,23 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
 
 from config import PROJECT_ROOT
-from orchestration.workspace_lock import WorkspaceBusy, WorkspaceLock, lock_path, read_holder
+from orchestration.workspace_lock import (WorkspaceBusy, WorkspaceLock, holders_dir, lock_path, read_holder,
+                                          read_holders)
 
-# Takes the lock, says so on stdout, then holds it until stdin closes (or the process is killed).
+# Takes the lock (shared when argv[4] is "shared", recording run id argv[5] and node id argv[6]), says so on
+# stdout, then holds it until stdin closes (or the process is killed).
 HOLDER = textwrap.dedent("""
     import sys
     from orchestration.workspace_lock import WorkspaceLock
-    with WorkspaceLock(sys.argv[1], sys.argv[2], sys.argv[3]):
+    shared = sys.argv[4] == "shared"
+    with WorkspaceLock(sys.argv[1], sys.argv[2], sys.argv[3], shared=shared, run_id=sys.argv[5] or None,
+                       node_id=sys.argv[6] or None):
         print("locked", flush=True)
         sys.stdin.read()
     print("released", flush=True)
@@ -31,8 +37,9 @@ HOLDER = textwrap.dedent("""
 def holder_process(tmp_path):
     started = []
 
-    def start(run_id="20261123T101500.000000Z", pipeline="cvrank"):
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "ws"), pipeline, run_id],
+    def start(run_id="20261123T101500.000000Z", pipeline="cvrank", shared=False, task=("", "")):
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "ws"), pipeline, run_id,
+                                 "shared" if shared else "exclusive", *task],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONPATH": PROJECT_ROOT})
         started.append(proc)
@@ -144,3 +151,102 @@ def test_release_lets_the_same_process_lock_again(tmp_path):
     assert not lock.held
     with lock:
         assert lock.held
+
+
+# -- shared holders ----------------------------------------------------------------------------------------
+
+
+def test_shared_holders_coexist_and_an_exclusive_writer_waits_for_both(holder_process, tmp_path):
+    workspace = str(tmp_path / "ws")
+    first = holder_process("run A, task FileCheck", shared=True, task=("A", "FileCheck"))
+    second = holder_process("run A, task Transform", shared=True, task=("A", "Transform"))  # not refused
+    with WorkspaceLock(workspace, "cvrank", "run A, task Pusher", shared=True) as third:  # a third one too
+        assert {(h.pid, h.node_id) for h in third.other_holders()} == {(first.pid, "FileCheck"),
+                                                                       (second.pid, "Transform")}
+    holders = read_holders(workspace, "cvrank")
+    assert [(h.pid, h.holder, h.shared, h.run_id, h.node_id) for h in holders] == [
+        (first.pid, "run A, task FileCheck", True, "A", "FileCheck"),
+        (second.pid, "run A, task Transform", True, "A", "Transform")]
+    assert len(os.listdir(holders_dir(workspace, "cvrank"))) == 2  # one record per holder: the third's is gone
+
+    # An exclusive writer is refused at once, naming a holder (the oldest) and counting the other.
+    t0 = time.monotonic()
+    with pytest.raises(WorkspaceBusy) as raised:
+        WorkspaceLock(workspace, "cvrank", "cvrank gc").acquire()
+    assert time.monotonic() - t0 < 5
+    assert str(raised.value).startswith(f"workspace {workspace} is in use by run A, task FileCheck (pid {first.pid}, "
+                                        "started "), str(raised.value)
+    assert " and 1 more sharing it; wait for it with --wait, or stop it" in str(raised.value)
+    assert [h.pid for h in raised.value.holders] == [first.pid, second.pid]
+
+    # Waiting, it gets the lock only once both have released it.
+    acquired, told = [], []
+    waiter = WorkspaceLock(workspace, "cvrank", "20261123T101600.000000Z", wait=True, timeout=60,
+                           on_wait=lambda busy: told.append(busy.description))
+
+    def wait_for_lock():
+        waiter.acquire()
+        acquired.append(time.monotonic())
+
+    thread = threading.Thread(target=wait_for_lock, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not told and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(told) == 1 and "run A, task FileCheck" in told[0] and "1 more sharing it" in told[0], told
+    first.stdin.close()
+    assert first.wait(timeout=30) == 0
+    time.sleep(1.0)  # several polls while the second holder still holds the lock
+    assert not acquired
+    released_at = time.monotonic()
+    second.stdin.close()
+    thread.join(timeout=30)
+    try:
+        assert acquired and acquired[0] >= released_at
+        assert len(told) == 1, told
+        assert read_holder(workspace, "cvrank").holder == "20261123T101600.000000Z"
+        assert read_holders(workspace, "cvrank") == [read_holder(workspace, "cvrank")]
+    finally:
+        waiter.release()
+
+
+def test_a_shared_writer_is_refused_by_an_exclusive_holder(holder_process, tmp_path):
+    proc = holder_process("20261123T101500.000000Z")
+    with pytest.raises(WorkspaceBusy, match=rf"in use by run 20261123T101500.000000Z \(pid {proc.pid}, started "):
+        WorkspaceLock(str(tmp_path / "ws"), "cvrank", "run B, task Pusher", shared=True).acquire()
+
+
+def test_a_killed_shared_holder_leaves_no_live_record(holder_process, tmp_path):
+    workspace = str(tmp_path / "ws")
+    killed = holder_process("run A, task Transform", shared=True, task=("A", "Transform"))
+    alive = holder_process("run A, task FileCheck", shared=True, task=("A", "FileCheck"))
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+    # The dead holder's record is left behind but not locked: it counts for nothing (and readers remove it).
+    assert [h.pid for h in read_holders(workspace, "cvrank")] == [alive.pid]
+    with WorkspaceLock(workspace, "cvrank", "run A, task Pusher", shared=True) as lock:
+        assert [h.pid for h in lock.other_holders()] == [alive.pid]
+    with pytest.raises(WorkspaceBusy) as raised:
+        WorkspaceLock(workspace, "cvrank", "other").acquire()
+    assert [h.pid for h in raised.value.holders] == [alive.pid]
+
+    os.kill(alive.pid, signal.SIGKILL)
+    alive.wait(timeout=30)
+    t0 = time.monotonic()
+    with WorkspaceLock(workspace, "cvrank", "20261123T101700.000000Z"):  # exclusive, at once
+        assert time.monotonic() - t0 < 1
+        assert os.listdir(holders_dir(workspace, "cvrank")) == []  # the exclusive holder cleared dead records
+        record = json.loads(open(lock_path(workspace, "cvrank")).read())
+        assert set(record) == {"pid", "holder", "host", "started"}
+
+
+def test_a_shared_holder_clears_a_dead_exclusive_holders_record(holder_process, tmp_path):
+    workspace = str(tmp_path / "ws")
+    proc = holder_process("20261123T101500.000000Z")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert read_holder(workspace, "cvrank").pid == proc.pid  # stale, but the lock is free
+    with WorkspaceLock(workspace, "cvrank", "run A, task FileCheck", shared=True, run_id="A", node_id="FileCheck"):
+        [holder] = read_holders(workspace, "cvrank")
+        assert (holder.pid, holder.shared, holder.run_id, holder.node_id) == (os.getpid(), True, "A", "FileCheck")
+    assert read_holders(workspace, "cvrank") == []
