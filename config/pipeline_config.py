@@ -75,8 +75,8 @@ class PipelineConfig(Settings):
     metadata_uri: str = Field(
         "",
         description="ML Metadata store: empty for SQLite at <workspace>/metadata/<pipeline_name>.sqlite (one "
-                    "writer at a time); postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME for PostgreSQL (concurrent "
-                    "writers: Airflow's Celery workers)")
+                    "writer at a time); postgresql://USER@HOST[:PORT]/DBNAME for PostgreSQL (concurrent writers: "
+                    "Airflow's Celery workers), its password from PGPASSWORD or ~/.pgpass")
     beam_pipeline_args: List[str] = Field(
         ["--direct_running_mode=multi_processing", "--direct_num_workers=0"],
         description="Apache Beam options of every Beam-based node (JSON list or space-separated on the CLI); "
@@ -126,8 +126,11 @@ class PipelineConfig(Settings):
         if value:
             url = urllib.parse.urlsplit(value)
             if url.scheme != "postgresql" or not url.path.strip("/") or "/" in url.path.strip("/"):
-                raise ValueError("must name one database: postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME")
+                raise ValueError("must name one database: postgresql://USER@HOST[:PORT]/DBNAME")
             url.port  # raises ValueError on a bad port
+            if url.password is not None:  # settings are shown by the DAG spec, run IRs and Airflow's UI
+                raise ValueError("must not hold a password; give it to every process that opens ML Metadata "
+                                 "as PGPASSWORD or in ~/.pgpass")
         return value
 
     @pydantic.field_validator("beam_pipeline_args", mode="before")
@@ -162,8 +165,6 @@ class PipelineConfig(Settings):
         postgres.dbname = url.path.lstrip("/")
         if url.username:
             postgres.user = urllib.parse.unquote(url.username)
-        if url.password:
-            postgres.password = urllib.parse.unquote(url.password)
         return connection
 
     @property

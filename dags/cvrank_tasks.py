@@ -122,30 +122,13 @@ def prepare(project_root: str, kind: str, conf: str, airflow_run_id: str, dag_sp
 
 @task
 def run_node(project_root: str, ir_path: str, node_id: str) -> None:
-    # Through the node server when one runs (CVRANK_NODE_SERVER): it forks the node from a process that has
-    # TFX, TensorFlow and Beam imported, where a fresh interpreter spends seconds importing them.
-    import subprocess
+    """Launches one TFX node of the run's IR; its error fails the task."""
     import sys
 
     sys.path.insert(0, project_root)
     from orchestration import node_client  # standard library only
 
-    socket_path = os.environ.get(NODE_SERVER_ENV)
-    if socket_path:
-        try:
-            node_client.run_node(socket_path, ir_path, node_id)
-            return
-        except node_client.NodeServerUnavailable as err:
-            print(f"cvrank: {err}; launching {node_id} in a new TFX interpreter", flush=True)
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from orchestration import airflow_tasks; "
-            "airflow_tasks.run_node(sys.argv[2], sys.argv[3]); airflow_tasks.skip_interpreter_teardown()")
-    # The node's output goes to this task's log; its error (the traceback's last line) fails the task.
-    launched = subprocess.run([TFX_PYTHON, "-c", code, project_root, ir_path, node_id], stderr=subprocess.PIPE,
-                              text=True)
-    sys.stderr.write(launched.stderr)
-    if launched.returncode != 0:
-        lines = [line for line in launched.stderr.splitlines() if line.strip()]
-        raise RuntimeError(f"node {node_id} failed: {lines[-1] if lines else f'exit code {launched.returncode}'}")
+    node_client.launch(os.environ.get(NODE_SERVER_ENV), TFX_PYTHON, project_root, ir_path, node_id)
 
 
 def dag_kwargs(spec: Dict[str, Any], dag_id: str) -> Dict[str, Any]:

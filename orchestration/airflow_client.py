@@ -4,6 +4,7 @@ instances, read a failed task's log. Standard library only (it runs in the TFX e
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import time
 import urllib.error
@@ -12,12 +13,20 @@ import urllib.request
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 FINISHED_RUN_STATES = ("success", "failed")
+# How long `follow` keeps polling through errors that pass (the API server restarting, a dropped
+# connection, an HTTP 5xx) before it gives up.
+TRANSIENT_ERROR_SECONDS = 120.0
 # Task instance states after which a task will not change again in this DAG run.
 FINISHED_TASK_STATES = ("success", "failed", "upstream_failed", "skipped", "removed")
 
 
 class AirflowApiError(RuntimeError):
-    """A request to Airflow's REST API failed; the message names the request and Airflow's answer."""
+    """A request to Airflow's REST API failed; the message names the request and Airflow's answer.
+    `transient` is true for failures that may pass (no connection, HTTP 5xx)."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +54,12 @@ class AirflowClient:
     def _request(self, method: str, path: str, body: Any = None, query: Optional[Mapping[str, Any]] = None,
                  retry_auth: bool = True) -> Any:
         if self._token is None:
-            self._token = self._token_source()
+            try:
+                self._token = self._token_source()
+            except AirflowApiError:
+                raise
+            except (OSError, http.client.HTTPException, ValueError, KeyError) as err:
+                raise AirflowApiError(f"cannot log in to Airflow at {self.base_url}: {err}", transient=True) from None
         url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
         data = None if body is None else json.dumps(body).encode("utf-8")
         request = urllib.request.Request(url, data=data, method=method, headers={
@@ -63,9 +77,11 @@ class AirflowClient:
                 detail = json.loads(detail).get("detail", detail)
             except (ValueError, AttributeError):
                 pass
-            raise AirflowApiError(f"{method} {path}: HTTP {err.code}: {detail}") from None
+            raise AirflowApiError(f"{method} {path}: HTTP {err.code}: {detail}", transient=err.code >= 500) from None
         except urllib.error.URLError as err:
-            raise AirflowApiError(f"{method} {url}: {err.reason}") from None
+            raise AirflowApiError(f"{method} {url}: {err.reason}", transient=True) from None
+        except (OSError, http.client.HTTPException) as err:  # a connection dropped mid-answer
+            raise AirflowApiError(f"{method} {url}: {type(err).__name__}: {err}", transient=True) from None
         return json.loads(text) if text else None
 
     def trigger(self, dag_id: str, conf: Mapping[str, Any], dag_run_id: Optional[str] = None) -> str:
@@ -76,6 +92,10 @@ class AirflowClient:
         if dag_run_id:
             body["dag_run_id"] = dag_run_id
         return self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"]
+
+    def dag_tasks(self, dag_id: str) -> List[Dict[str, Any]]:
+        """The DAG's tasks as the API lists them (`task_id`, `downstream_task_ids`, ...)."""
+        return self._request("GET", f"/api/v2/dags/{dag_id}/tasks")["tasks"]
 
     def run_state(self, dag_id: str, dag_run_id: str) -> Dict[str, Any]:
         """The DAG run as the API reports it (`state`, `start_date`, `end_date`, `conf`, ...)."""
@@ -113,12 +133,24 @@ class AirflowClient:
     def follow(self, dag_id: str, dag_run_id: str, on_change: Callable[[TaskState], None],
                poll_seconds: float = 1.0, timeout: Optional[float] = None) -> str:
         """Polls the run until it ends, calling `on_change` for each task whose state changed since the last
-        poll; returns the run's final state ('success' or 'failed'). Raises TimeoutError after `timeout`."""
+        poll; returns the run's final state ('success' or 'failed'). Polls through transient API errors
+        for up to TRANSIENT_ERROR_SECONDS at a time (the run goes on meanwhile), then raises them. Raises
+        TimeoutError after `timeout`."""
         seen: Dict[str, Optional[str]] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
+        failing_since = None
         while True:
-            run = self.run_state(dag_id, dag_run_id)
-            for task in self.task_states(dag_id, dag_run_id):
+            try:
+                run = self.run_state(dag_id, dag_run_id)
+                tasks = self.task_states(dag_id, dag_run_id)
+            except AirflowApiError as err:
+                failing_since = failing_since or time.monotonic()
+                if not err.transient or time.monotonic() - failing_since > TRANSIENT_ERROR_SECONDS:
+                    raise
+                time.sleep(poll_seconds)
+                continue
+            failing_since = None
+            for task in tasks:
                 if seen.get(task.task_id, "?") != task.state:
                     seen[task.task_id] = task.state
                     on_change(task)

@@ -3,8 +3,8 @@ the DAGs are cvrank's `dags/`, and all configuration goes through `AIRFLOW__*` v
 to keep in step). Two deployments:
 
 - local (the default): LocalExecutor, Airflow's database in SQLite (`<AIRFLOW_HOME>/airflow.db`), ML Metadata
-  in SQLite under the workspace; the TFX tasks share a pool of one slot (`TFX_POOL`): SQLite must never see
-  two writers.
+  in SQLite under the workspace; SQLite must never see two writers, so node tasks hold the workspace lock
+  exclusively while their node runs (they share the pool `TFX_POOL` of a few slots, and take turns).
 - cluster (`cluster=True`, what `cvrank airflow up --cluster` runs on 127.0.0.1): CeleryExecutor with Redis
   as the broker, PostgreSQL as Airflow's database, the Celery result backend and ML Metadata.
 
@@ -25,7 +25,10 @@ from typing import Dict, Optional
 from config import PROJECT_ROOT
 
 TFX_POOL = "cvrank_tfx"  # the Airflow pool of the DAGs' TFX node tasks
-TFX_POOL_SLOTS_SQLITE = 1  # ML Metadata in SQLite: one writer at a time
+# With ML Metadata in SQLite the node tasks take the workspace lock exclusively while their node runs
+# (orchestration/airflow_tasks.run_node), so SQLite sees one writer at a time however many tasks Airflow
+# starts; more than one slot lets the scheduler queue independent tasks together instead of one per loop.
+TFX_POOL_SLOTS_SQLITE = 4
 TFX_POOL_SLOTS_CLUSTER = 8  # ML Metadata in PostgreSQL: 2 Celery workers x 4 processes
 # LocalExecutor starts this many worker processes up front (Airflow's default, 32, took 4 GiB idle); the TFX
 # tasks take turns in their one-slot pool anyway.
@@ -109,6 +112,9 @@ def airflow_environ(workspace: str, cluster: bool = False, api_port: int = DEFAU
         )
     else:
         env.setdefault("AIRFLOW__CORE__PARALLELISM", LOCAL_PARALLELISM)
+        # An idle scheduler loop polls the executor for finished tasks this often: the latency each task of a
+        # DAG run adds (Airflow's default, 1 s, doubles a fully cached run).
+        env.setdefault("AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", "0.2")
         env.update(
             AIRFLOW__CORE__EXECUTOR="LocalExecutor",
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{os.path.join(home, 'airflow.db')}",

@@ -17,7 +17,7 @@ DAG_ID = "cvrank"
 
 def _task_order(client: AirflowClient, dag_id: str) -> List[str]:
     """The DAG's task ids in a topological order (Airflow's own listing is alphabetical)."""
-    tasks = client._request("GET", f"/api/v2/dags/{dag_id}/tasks")["tasks"]
+    tasks = client.dag_tasks(dag_id)
     downstream = {t["task_id"]: list(t.get("downstream_task_ids") or []) for t in tasks}
     indegree = {t: 0 for t in downstream}
     for targets in downstream.values():

@@ -643,7 +643,7 @@ class Supervisor:
         slots = airflow_env.tfx_pool_slots(self.cluster)
         self.set_phase(f"creating the pool {airflow_env.TFX_POOL} ({slots} slot{'s' if slots > 1 else ''})")
         self._run_steps([("pools", ["airflow", "pools", "set", airflow_env.TFX_POOL, str(slots),
-                                    "cvrank's TFX node tasks: 1 slot while ML Metadata is SQLite (one writer)"])])
+                                    "cvrank's TFX node tasks"])])
 
         self.set_phase("starting the API server, scheduler, DAG processor and triggerer")
         # The node server (TFX, TensorFlow and Beam imported once) launches the node tasks' TFX nodes; a task

@@ -6,8 +6,8 @@ cache reuse, exactly as in a local run.
 
 The workspace lock (orchestration/workspace_lock.py) and recovery, in a node task:
 - ML Metadata on SQLite (one writer at a time): the task takes the pipeline's lock exclusively, as a CLI
-  run does (Airflow's pool of one slot already keeps node tasks one at a time; the lock also keeps them
-  apart from CLI runs, `cvrank gc` and rollbacks, and from each other if the pool is missing). Holding
+  run does, so node tasks run one at a time whatever Airflow starts together, and apart from CLI runs,
+  `cvrank gc` and rollbacks. Holding
   it exclusively, every execution still RUNNING (or NEW) is an orphan: `recover_workspace` cancels them
   all and reconciles staged pushes, as a CLI run does.
 - ML Metadata on a server database (PostgreSQL): the task takes the lock shared, so independent nodes run

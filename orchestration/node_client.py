@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 from typing import Optional, TextIO
 
@@ -146,6 +147,28 @@ def run_node(socket_path: str, ir_path: str, node_id: str, out: Optional[TextIO]
         raise NodeServerLost(f"lost the node server on {socket_path} while {node_id} ran (pid {started})")
     finally:
         sock.close()
+
+
+def launch(socket_path: Optional[str], tfx_python: str, project_root: str, ir_path: str, node_id: str) -> None:
+    """What an Airflow node task does: launches the node through the node server on `socket_path` when one
+    answers there, else in a new interpreter of `tfx_python` (seconds of TFX, TensorFlow and Beam imports).
+    The node's output goes to this process's stdout and stderr. Raises NodeFailed (the node's error) when
+    it failed, NodeServerLost when the server went away while it ran."""
+    if socket_path:
+        try:
+            run_node(socket_path, ir_path, node_id)
+            return
+        except NodeServerUnavailable as err:
+            _write(sys.stdout, f"cvrank: {err}; launching {node_id} in a new TFX interpreter\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from orchestration import airflow_tasks; "
+            "airflow_tasks.run_node(sys.argv[2], sys.argv[3]); airflow_tasks.skip_interpreter_teardown()")
+    launched = subprocess.run([tfx_python, "-c", code, project_root, ir_path, node_id], stderr=subprocess.PIPE,
+                              text=True)
+    _write(sys.stderr, launched.stderr)
+    if launched.returncode != 0:  # the traceback's last line is the node's error
+        lines = [line for line in launched.stderr.splitlines() if line.strip()]
+        raise NodeFailed(lines[-1] if lines else f"node {node_id} exited with code {launched.returncode}",
+                         launched.returncode, node_id)
 
 
 def ping(socket_path: str, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> dict:

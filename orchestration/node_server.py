@@ -73,8 +73,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# What launching any node of cvrank's pipelines imports, found by recording the modules a child imports
-# when it runs each node of both pipelines (see `--verbose`): TFX's launcher and local runner utilities,
+# What launching any node of cvrank's pipelines imports (`--verbose` lists what a node imports beyond
+# these, so the list can be checked): TFX's launcher and local runner utilities,
 # the libraries, the parts of Beam a DirectRunner pipeline loads when it starts, and cvrank's components
 # (their executors) through the pipeline definitions.
 PRELOAD = (
@@ -674,6 +674,7 @@ class NodeServer:
         # Signals stay blocked across fork until the child has reset their handlers: a SIGTERM for the node
         # must not run the server's handler in the child.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        pid = -1  # until fork returns: a failed fork restores the mask too
         try:
             with warnings.catch_warnings():
                 # Python warns because the process has threads; they are native and idle (module docstring).

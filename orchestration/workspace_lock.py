@@ -117,9 +117,11 @@ def _parse_record(data: bytes) -> Optional[LockHolder]:
         return None
 
 
-def _live_shared_records(directory: str) -> List[Tuple[str, LockHolder]]:
-    """(path, holder) of every live shared holder's record in `directory`, oldest first. A record whose file
-    is not locked belongs to a holder that died: it is removed."""
+def _live_shared_records(directory: str, own: Optional[str] = None) -> List[Tuple[str, LockHolder]]:
+    """(path, holder) of every live shared holder's record in `directory` but the record `own`, oldest
+    first. A record whose file is not locked belongs to a holder that died: it is removed. The caller's own
+    record is never opened here: where flock is emulated with POSIX locks, closing any descriptor of a file
+    drops the process's lock on it."""
     try:
         names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
     except FileNotFoundError:
@@ -127,6 +129,8 @@ def _live_shared_records(directory: str) -> List[Tuple[str, LockHolder]]:
     live = []
     for name in names:
         path = os.path.join(directory, name)
+        if own is not None and os.path.abspath(path) == os.path.abspath(own):
+            continue
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -371,7 +375,7 @@ class WorkspaceLock:
         is none) and for a lock this object does not hold."""
         if self._fd is None or not self.shared:
             return []
-        return [h for path, h in _live_shared_records(self.holders_dir) if path != self._record_path]
+        return [h for _, h in _live_shared_records(self.holders_dir, own=self._record_path)]
 
     def release(self) -> None:
         """Clears this writer's record and releases the lock; nothing when not held."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import datetime
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,8 +109,9 @@ def test_rest_triggered_run_then_an_identical_one_is_all_cached(local, tmp_path)
     [run_2] = set(second) - {run_id}
     # Every node reused; the resolver, which produces nothing, resolves the last blessed model anew.
     assert _node_states(local, run_2) == {node: "CACHED" if node != RESOLVER else "COMPLETE" for node in node_ids}
-    for node in node_ids:
-        assert f"] {node}" in result.stdout and "CACHED" in result.stdout
+    for node in node_ids:  # one line per node, with the state ML Metadata recorded
+        state = "COMPLETE" if node == RESOLVER else "CACHED"
+        assert re.search(rf"\] {re.escape(node)} +[0-9.]+ s {state}$", result.stdout, re.M), (node, result.stdout)
     assert "evaluation (eval jobs" in result.stdout, result.stdout
     assert f"DAG run {run_2} success" in result.stdout
 

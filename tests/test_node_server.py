@@ -469,3 +469,20 @@ def test_changed_sources_run_in_a_fresh_interpreter_then_the_server_restarts(tmp
         assert not _group_alive(child)
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+@pytest.mark.slow
+def test_without_a_server_a_task_launches_its_node_in_a_new_interpreter(tmp_path):
+    """What a node task does when no node server answers: the node runs in a new TFX interpreter, and its
+    failure carries the executor's error."""
+    _write_rows(tmp_path / "data" / "jobs" / "rows.csv")
+    with open(tmp_path / "data" / "jobs" / "rows.csv", "a") as f:
+        f.write("j99,title,text,an extra field\n")
+    failing = _prepare(tmp_path, "manual__1")
+    nowhere = str(tmp_path / "no-server.sock")
+    with pytest.raises(node_client.NodeFailed, match="Columns do not match specified csv headers"):
+        node_client.launch(nowhere, sys.executable, PROJECT_ROOT, failing, "CsvExampleGen")
+    _write_rows(tmp_path / "data" / "jobs" / "rows.csv")  # fixed
+    fixed = _prepare(tmp_path, "manual__2")
+    node_client.launch(nowhere, sys.executable, PROJECT_ROOT, fixed, "CsvExampleGen")
+    assert _states(tmp_path, fixed) == {"CsvExampleGen": "COMPLETE"}
