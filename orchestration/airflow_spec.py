@@ -46,7 +46,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from config import PROJECT_ROOT, ConfigError, PipelineConfig, parse_set_args
@@ -240,25 +239,10 @@ def write_spec(path: str, settings: Optional[Mapping[str, Any]] = None) -> None:
     spec (module docstring) to `path` atomically: a temporary file in the same directory, renamed over
     `path`, so a DAG file parsed meanwhile reads the old document or the new one, whole. Creates the
     directory. Raises ConfigError for bad settings (nothing is written)."""
+    from orchestration.pipeline_dirs import write_atomically
+
     document = build_spec(settings)
-    path = os.path.abspath(path)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomically(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -24,14 +24,12 @@ The workspace lock (orchestration/workspace_lock.py) and recovery, in a node tas
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
-from typing import Any, List, Mapping
+from typing import Any, Mapping
 
 from config import PipelineConfig
 
@@ -94,6 +92,7 @@ def prepare(kind: str, conf: Any, airflow_run_id: str, dag_spec: Any = None) -> 
     config = _config_from_conf(conf)  # bad settings fail here, before TFX is even imported
     from orchestration import runner
     from orchestration.airflow_spec import create_kind_pipeline, graph_differences, node_graph
+    from orchestration.pipeline_dirs import write_atomically
 
     pipeline = create_kind_pipeline(kind, config)
     compiled = runner.compile_pipeline(pipeline)
@@ -105,7 +104,7 @@ def prepare(kind: str, conf: Any, airflow_run_id: str, dag_spec: Any = None) -> 
     run_id = tfx_run_id(airflow_run_id)
     bound = runner.bind_run_id(compiled, run_id)
     path = ir_path(config.workspace, pipeline.pipeline_info.pipeline_name, run_id)
-    _write_atomically(path, bound.SerializeToString())
+    write_atomically(path, bound.SerializeToString(), mode=0o600)  # it holds the run's settings
     logging.info("cvrank: pipeline %s, run %s: %d nodes; IR %s", pipeline.pipeline_info.pipeline_name, run_id,
                  len(bound.nodes), path)
     return path
@@ -129,22 +128,6 @@ def ir_path(workspace: str, pipeline_name: str, run_id: str) -> str:
     if name in (".", "..") or "/" in name or "\0" in name:
         name = re.sub(r"[^A-Za-z0-9_.~:+-]", "_", run_id).strip(".") + "-" + hashlib.sha256(run_id.encode()).hexdigest()[:12]
     return os.path.join(os.path.abspath(workspace), AIRFLOW_RUNS_DIR, pipeline_name, name, "pipeline.pb")
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".pipeline.", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def run_node(ir_path: str, node_id: str) -> None:
@@ -221,8 +204,7 @@ def recover_orphans_of_dead_holders(store, lock, pipeline_name: str, pipeline_ro
     id, node id) no other live holder of the lock claims; nothing at all when another live holder does not
     say which node it runs. Returns the RecoveredExecutions, oldest first."""
     from metadata import mlmd
-    from orchestration.pipeline_dirs import PathSet, is_within, remove_tree, tree_size
-    from orchestration.recovery import NOTE_PROPERTY, RecoveredExecution, execution_dirs
+    from orchestration.recovery import cancel_orphans
 
     # 1. The active executions, listed before the live holders (see the module docstring for why).
     active = [e for e in mlmd.pipeline_executions(store, pipeline_name) if e.last_known_state in mlmd.ACTIVE_STATES]
@@ -244,32 +226,7 @@ def recover_orphans_of_dead_holders(store, lock, pipeline_name: str, pipeline_ro
     # 3. Re-read: an execution that ended since step 1 is not an orphan.
     now = {e.id: e for e in store.get_executions_by_id([e.id for e, _, _ in candidates])}
     orphans = [(e, n, r) for e, n, r in candidates if now[e.id].last_known_state in mlmd.ACTIVE_STATES]
-    if not orphans:
-        return []
-    live_uris = PathSet(a.uri for a in store.get_artifacts() if a.state == mlmd.Artifact.LIVE)
-    found_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    note = f"orphaned: its process ended without recording a result; found by {note_context} at {found_at}"
-    recovered = []
-    for execution, node_id, run_id in orphans:
-        mlmd.mark_execution(store, execution.id, mlmd.Execution.CANCELED, {NOTE_PROPERTY: note})
-        removed: List[str] = []
-        not_removed: List[str] = []
-        size = 0
-        for path in execution_dirs(pipeline_root, node_id, execution):
-            if not is_within(path, pipeline_root) or live_uris.overlaps(path):
-                continue
-            bytes_here = tree_size(path)
-            try:
-                remove_tree(path)
-            except OSError as err:
-                not_removed.append(f"{path}: {err.strerror or err}")
-                continue
-            removed.append(path)
-            size += bytes_here
-        recovered.append(RecoveredExecution(execution.id, node_id, run_id,
-                                            mlmd.state_name(execution.last_known_state), tuple(removed), size,
-                                            tuple(not_removed)))
-    return recovered
+    return cancel_orphans(store, pipeline_root, orphans, note_context)
 
 
 def _workspace_of(pipeline_root: str) -> str:

@@ -15,6 +15,7 @@ import bisect
 import os
 import shutil
 import stat
+import tempfile
 from typing import Iterable, List, Optional
 
 SYSTEM_DIR = ".system"
@@ -117,3 +118,24 @@ def format_bytes(n: int) -> str:
     if unit == "B":
         return f"{n} B"
     return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+
+
+def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Writes `data` to `path` (its directory created) through a temporary file renamed into place, so a
+    reader sees the old file or the whole new one, never a part."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -93,6 +93,13 @@ def recover_orphaned_executions(store, pipeline_name: str, pipeline_root: str,
             node_id, run_id = mlmd.execution_node_and_run(store, pipeline_name, execution.id)
             if node_id is not None:
                 orphans.append((execution, node_id, run_id))
+    return cancel_orphans(store, pipeline_root, orphans, note_context)
+
+
+def cancel_orphans(store, pipeline_root: str, orphans, note_context: str) -> List[RecoveredExecution]:
+    """Marks each orphaned (execution, node id, run id) of `orphans` CANCELED with a `cvrank_note` naming
+    `note_context`, and removes its directories inside `pipeline_root` that no LIVE artifact uses. Returns
+    one RecoveredExecution per execution, in the order given."""
     if not orphans:
         return []
     live_uris = PathSet(a.uri for a in store.get_artifacts() if a.state == mlmd.Artifact.LIVE)
