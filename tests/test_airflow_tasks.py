@@ -23,39 +23,17 @@ from metadata import mlmd
 from orchestration import airflow_tasks
 from orchestration.recovery import NOTE_PROPERTY
 from orchestration.workspace_lock import WorkspaceLock, read_holder, read_holders
+from tests.lock_support import lock_holders
 from tests.pipeline_store_support import COMPLETE, RUNNING, PipelineStore
 from tests.test_smoke_pipeline import _write_rows
 
 TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
 
-# Holds the lock of argv[2] in workspace argv[1] shared as task argv[4] of run argv[3] until stdin closes.
-SHARED_HOLDER = textwrap.dedent("""
-    import sys
-    from orchestration.workspace_lock import WorkspaceLock
-    with WorkspaceLock(sys.argv[1], sys.argv[2], f"run {sys.argv[3]}, task {sys.argv[4]}", shared=True,
-                       run_id=sys.argv[3], node_id=sys.argv[4]):
-        print("locked", flush=True)
-        sys.stdin.read()
-""")
-
-
 @pytest.fixture
-def shared_holders(tmp_path):
-    started = []
-
-    def start(workspace, pipeline, run_id, node_id):
-        proc = subprocess.Popen([sys.executable, "-c", SHARED_HOLDER, workspace, pipeline, run_id, node_id],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONPATH": PROJECT_ROOT})
-        started.append(proc)
-        assert proc.stdout.readline() == "locked\n"
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+def shared_holders():
+    with lock_holders() as start:
+        yield lambda workspace, pipeline, run_id, node_id: start(
+            workspace, pipeline, f"run {run_id}, task {node_id}", shared=True, run_id=run_id, node_id=node_id)
 
 
 def test_shared_recovery_cancels_only_executions_no_live_task_claims(tmp_path, shared_holders):

@@ -18,39 +18,14 @@ import pytest
 from config import PROJECT_ROOT
 from orchestration.workspace_lock import (WorkspaceBusy, WorkspaceLock, holders_dir, lock_path, read_holder,
                                           read_holders)
-
-# Takes the lock (shared when argv[4] is "shared", recording run id argv[5] and node id argv[6]), says so on
-# stdout, then holds it until stdin closes (or the process is killed).
-HOLDER = textwrap.dedent("""
-    import sys
-    from orchestration.workspace_lock import WorkspaceLock
-    shared = sys.argv[4] == "shared"
-    with WorkspaceLock(sys.argv[1], sys.argv[2], sys.argv[3], shared=shared, run_id=sys.argv[5] or None,
-                       node_id=sys.argv[6] or None):
-        print("locked", flush=True)
-        sys.stdin.read()
-    print("released", flush=True)
-""")
+from tests.lock_support import lock_holders
 
 
 @pytest.fixture
 def holder_process(tmp_path):
-    started = []
-
-    def start(run_id="20261123T101500.000000Z", pipeline="cvrank", shared=False, task=("", "")):
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "ws"), pipeline, run_id,
-                                 "shared" if shared else "exclusive", *task],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONPATH": PROJECT_ROOT})
-        started.append(proc)
-        assert proc.stdout.readline() == "locked\n"
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+    with lock_holders() as start:
+        yield lambda run_id="20261123T101500.000000Z", pipeline="cvrank", shared=False, task=("", ""): start(
+            tmp_path / "ws", pipeline, run_id, shared, *task)
 
 
 def test_a_second_writer_is_refused_naming_the_holder(holder_process, tmp_path):
