@@ -10,7 +10,6 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -208,19 +207,28 @@ def test_status_lists_the_services(local):
     assert json.loads(as_json.stdout)["services"].keys() == doc["services"].keys()
 
 
-def test_down_stops_everything(local):
-    workspace, proc, doc = local
-    ws = str(workspace)
+def _down(workspace, proc, ports):
+    """`cvrank airflow down`: it succeeds, the supervisor exits 0, none of the processes below it is left,
+    the lock and `ports` are free. Returns the processes ({pid: start time}) there were."""
     processes = tree(proc.pid)
-    assert len(processes) > len(doc["services"])
     started = time.monotonic()
-    result = _cli("airflow", "down", "--workspace", ws)
-    print(f"local down in {time.monotonic() - started:.1f} s")
+    result = _cli("airflow", "down", "--workspace", workspace)
+    print(f"down in {time.monotonic() - started:.1f} s")
     assert result.returncode == 0, result.stdout + result.stderr
     assert proc.wait(timeout=30) == 0
     assert not still_running(processes)
-    assert not services.supervisor_alive(ws) and not services.is_up(ws)
-    assert services.port_is_free(doc["api_port"])
+    assert not services.supervisor_alive(workspace)
+    for port in ports:
+        assert services.port_is_free(port)
+    return processes
+
+
+def test_down_stops_everything(local):
+    workspace, proc, doc = local
+    ws = str(workspace)
+    processes = _down(ws, proc, [doc["api_port"]])
+    assert len(processes) > len(doc["services"])
+    assert not services.is_up(ws)
     final = services.read_services(ws)
     assert final["state"] == "stopped" and {s["state"] for s in final["services"].values()} == {"stopped"}
     assert "not running" in _cli("airflow", "status", "--workspace", ws).stdout
@@ -284,16 +292,7 @@ def test_cluster_up_and_down(tmp_path):
         assert _get(doc["api_url"] + "/api/v2/dags/cvrank", token)[1]["dag_id"] == "cvrank"
         assert _get(doc["api_url"] + f"/api/v2/pools/{airflow_env.TFX_POOL}", token)[1]["slots"] == airflow_env.TFX_POOL_SLOTS_CLUSTER
 
-        processes = tree(proc.pid)
-        started = time.monotonic()
-        result = _cli("airflow", "down", "--workspace", workspace)
-        print(f"cluster down in {time.monotonic() - started:.1f} s")
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert proc.wait(timeout=30) == 0
-        assert not still_running(processes)
-        assert not services.supervisor_alive(workspace)
-        for port in (doc["api_port"], pg, redis):
-            assert services.port_is_free(port)
+        _down(workspace, proc, [doc["api_port"], pg, redis])
 
         # Up again: the same PostgreSQL cluster (no initdb), its ports when still free, ML Metadata kept.
         started = time.monotonic()
