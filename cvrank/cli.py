@@ -22,16 +22,23 @@ def _cmd_exec(args: argparse.Namespace) -> int:
         return 127
 
 
-def _config_from_args(args: argparse.Namespace):
-    """The PipelineConfig of `--set`, `--data` and `--workspace`; raises ConfigError when invalid."""
-    from config import PipelineConfig, parse_set_args
+def _overrides_from_args(args: argparse.Namespace) -> dict:
+    """The settings `--set`, `--data` and `--workspace` give, as text; ConfigError on a malformed --set."""
+    from config import parse_set_args
 
     overrides = parse_set_args(args.set)
     if args.data:
         overrides["data_dir"] = args.data
     if args.workspace:
         overrides["workspace"] = args.workspace
-    return PipelineConfig.create(overrides)
+    return overrides
+
+
+def _config_from_args(args: argparse.Namespace):
+    """The PipelineConfig of `--set`, `--data` and `--workspace`; raises ConfigError when invalid."""
+    from config import PipelineConfig
+
+    return PipelineConfig.create(_overrides_from_args(args))
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -161,14 +168,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _run_on_airflow(args: argparse.Namespace, config) -> int:
     """`run --runner airflow`: a DAG run of the Airflow deployment of the workspace, with the settings the
     user gave as its conf."""
-    from config import parse_set_args
     from orchestration import airflow_services
     from orchestration.airflow_client import AirflowApiError, AirflowClient
     from orchestration.airflow_run import conf_of, run_on_airflow
 
-    overrides = parse_set_args(args.set)
-    if args.data:
-        overrides["data_dir"] = args.data
+    overrides = _overrides_from_args(args)
+    overrides.pop("workspace", None)  # it names the deployment, whose DAG has it as its default
     conf = conf_of(overrides)
     try:  # a supervisor still starting is waited for
         airflow_services.ensure_up(config.workspace)
@@ -483,8 +488,8 @@ def _cmd_airflow_up(args: argparse.Namespace) -> int:
         doc = services.wait_until_started(workspace, args.launch_id, timeout=args.timeout,
                                           on_phase=lambda phase: print(f"cvrank airflow: {phase} ...", flush=True))
     except KeyboardInterrupt:
-        print(f"\ncvrank airflow up: stopped waiting; Airflow goes on starting in the background "
-              f"(`bin/cvrank airflow status`, `bin/cvrank airflow down`)", file=sys.stderr)
+        print("\ncvrank airflow up: stopped waiting; Airflow goes on starting in the background "
+              "(`bin/cvrank airflow status`, `bin/cvrank airflow down`)", file=sys.stderr)
         return 130
     except services.StartFailed as err:
         log = os.path.join(services.log_dir(workspace), services.SUPERVISOR_LOG)
@@ -501,7 +506,7 @@ def _cmd_airflow_up(args: argparse.Namespace) -> int:
     print(f"  UI:       {url}  (log in as {user}, password {password})")
     print(f"  REST API: {url}/api/v2  (a token: POST {url}/auth/token with "
           f"{{\"username\": \"{user}\", \"password\": ...}})")
-    print(f"  DAG:      cvrank (trigger it in the UI with parameters, or `bin/cvrank run --runner airflow --set ...`)")
+    print("  DAG:      cvrank (trigger it in the UI with parameters, or `bin/cvrank run --runner airflow --set ...`)")
     if doc.get("metadata_uri"):
         print(f"  ML Metadata: {doc['metadata_uri']}")
     print(f"  logs:     {doc['log_dir']}/")
