@@ -81,12 +81,18 @@ t_kill9_ends_everything() {  # even SIGKILL of bin/cvrank ends the command and w
 }
 t_ctrl_c() {  # Ctrl-C on a terminal reaches the command once (KeyboardInterrupt), not the inits
   command -v script >/dev/null || { echo "  (skipped: no script(1) to make a terminal)"; return 0; }
-  local out; out="$({ sleep 4; printf '\003'; sleep 4; } | script -qec "bin/cvrank exec -- python -c 'import time
+  local ready="$root/.wrapper-check-$$-ready-tty" done="$root/.wrapper-check-$$-done-tty" out rc
+  # The terminal's input stays open until the command has finished; ^C goes only once it is waiting.
+  out="$({ wait_for_file "$ready"; printf '\003'; wait_for_file "$done"; } | script -qec "bin/cvrank exec -- python -c 'import sys, time
+open(sys.argv[1], \"w\").close()
 try:
     time.sleep(30)
 except KeyboardInterrupt:
-    print(\"interrupted\"); raise SystemExit(9)'" /dev/null 2>&1)"; local rc=$?
-  [ "$rc" = 9 ] && [ "$(printf '%s' "$out" | grep -c interrupted)" = 1 ]
+    print(\"interrupted\"); raise SystemExit(9)' $ready; echo exit=\$?; touch $done" /dev/null 2>&1)"; rc=$?
+  rm -f "$ready" "$done"
+  [ "$rc" = 0 ] && [ "$(printf '%s' "$out" | grep -c interrupted)" = 1 ] &&
+    printf '%s' "$out" | grep -q '^exit=9' && return 0
+  printf '  script exit %s, output:\n%s\n' "$rc" "$out" | sed 's/^/  /' >&2; return 1
 }
 
 check "exit code passes through" t_exit_code
