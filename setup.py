@@ -17,7 +17,7 @@ setup(
         include=["cvrank", "cvrank.*", "config", "config.*", "dataset", "dataset.*", "metadata", "metadata.*",
                  "pipeline", "pipeline.*", "components", "components.*", "transform", "transform.*",
                  "trainer", "trainer.*", "serving", "serving.*", "evaluation", "evaluation.*",
-                 "orchestration", "orchestration.*"]
+                 "orchestration", "orchestration.*", "analysis", "analysis.*"]
     ),
     install_requires=[
         "tfx==1.21.0",

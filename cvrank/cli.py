@@ -67,7 +67,7 @@ def _error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {tail}"
 
 
-def _run_quietly(args: argparse.Namespace, config, build, report, lock_name: str) -> int:
+def _run_quietly(args: argparse.Namespace, config, build, report, lock_name: str, run_id: str = "") -> int:
     """Runs the pipeline `build()` returns with one console line per node; everything else goes to the
     run's log file. `report(store, pipeline_name, run_id, node_order)` gives the text printed
     after the run. The run holds the workspace lock of `lock_name` throughout; before the first node it
@@ -76,7 +76,7 @@ def _run_quietly(args: argparse.Namespace, config, build, report, lock_name: str
     from orchestration.runs import new_run_id, run_log_path
     from orchestration.workspace_lock import WorkspaceBusy, WorkspaceLock
 
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     lock = WorkspaceLock(config.workspace, lock_name, run_id, wait=args.wait,
                          on_wait=lambda busy: print(f"cvrank: waiting: {busy.description}", flush=True))
     try:
@@ -129,7 +129,7 @@ def _run_locked(args, config, build, report, run_id, RunOutput, log_path) -> int
                                               runner.push_base_paths(pipeline_ir), f"run {run_id}"):
                     out.console.write(f"cvrank: recovered: {note}\n")
             order = runner.node_ids(pipeline_ir)
-            runner.run_pipeline(pipeline, run_id=run_id, listener=Listener())
+            runner.run_pipeline(pipeline, run_id=run_id, listener=Listener(), config=config)
         except Exception as err:  # the failing node is recorded in ML Metadata; report it and stop
             failed = err
             logging.exception("cvrank: run %s failed", run_id)
@@ -152,17 +152,127 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.runner == "airflow":
         return _run_on_airflow(args, config)
 
-    def build():
-        from pipeline.pipeline import create_pipeline
-
-        return create_pipeline(config)
-
     def report(store, pipeline_name, run_id, order):
         from orchestration.summary import summarize
 
         return summarize(store, pipeline_name, run_id, order, config.serving_dir).format()
 
-    return _run_quietly(args, config, build, report, config.pipeline_name)
+    return _run_quietly(args, config, lambda: _cvrank_pipeline(config), report, config.pipeline_name)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    """Runs the pipeline once per combination of the swept values, then prints the sweep's runs best MAP
+    first and the executor time the cache saved. Exit code 1 when a run failed (the others still run)."""
+    from config import PipelineConfig
+    from orchestration.runs import new_run_id
+    from orchestration.sweep import parse_grid, sweep_configs
+
+    base = _overrides_from_args(args)
+    runs = sweep_configs(base, parse_grid(args.grid))  # every combination is checked before any runs
+    common = PipelineConfig.create(base)
+    print(f"cvrank sweep: {len(runs)} runs of {common.pipeline_name} in {common.workspace}", flush=True)
+    run_ids, failures = [], 0
+    for number, (combination, config) in enumerate(runs, start=1):
+        settings = [f"{k}={v}" for k, v in combination.items()]
+        print(f"\ncvrank sweep: run {number}/{len(runs)}: {' '.join(settings)}", flush=True)
+        if args.runner == "airflow":
+            before = _run_ids(config)
+            code = _run_on_airflow(argparse.Namespace(**{**vars(args), "set": list(args.set) + settings}), config)
+            run_ids += sorted(_run_ids(config) - before)
+        else:
+            run_id = new_run_id()
+            code = _run_quietly(args, config, lambda c=config: _cvrank_pipeline(c), _one_line_report,
+                                config.pipeline_name, run_id)
+            run_ids.append(run_id)
+        if code == 3:  # the workspace is busy: the remaining runs would wait or stop the same way
+            return 3
+        failures += code != 0
+    _print_sweep_table(common, run_ids)
+    return 1 if failures else 0
+
+
+def _cvrank_pipeline(config):
+    from pipeline.pipeline import create_pipeline
+
+    return create_pipeline(config)
+
+
+def _one_line_report(store, pipeline_name, run_id, order) -> str:
+    from analysis.history import run_rows
+
+    rows = run_rows(store, pipeline_name, [run_id])
+    if not rows:
+        return f"run {run_id}: nothing recorded"
+    row = rows[0]
+    metric = "-" if row.map is None else f"{row.map:.4f}"
+    ndcg = "-" if row.ndcg10 is None else f"{row.ndcg10:.4f}"
+    return (f"run {run_id}: {len(row.executed)} nodes executed, {len(row.cached)} cached; MAP {metric}, "
+            f"NDCG@10 {ndcg}, blessed {({True: 'yes', False: 'no', None: '-'})[row.blessed]}, "
+            f"pushed {row.pushed_version or '-'}")
+
+
+def _run_ids(config) -> set:
+    from metadata import mlmd
+
+    connection = config.metadata_connection()
+    if not mlmd.has_store(connection):
+        return set()
+    return {ctx.name for ctx, _ in mlmd.pipeline_runs(mlmd.open_store(connection), config.pipeline_name)}
+
+
+def _print_sweep_table(config, run_ids) -> None:
+    from analysis.history import by_map, cache_savings, format_table, run_rows
+    from metadata import mlmd
+
+    store = mlmd.open_store(config.metadata_connection())
+    rows = by_map(run_rows(store, config.pipeline_name, run_ids))
+    print(f"\nsweep: {len(rows)} runs, best MAP first")
+    print(format_table(rows))
+    saved = cache_savings(store, config.pipeline_name, run_ids)
+    if saved.cached_executions:
+        top = ", ".join(f"{node} {seconds:.1f} s" for node, seconds in
+                        sorted(saved.by_node.items(), key=lambda item: -item[1])[:5])
+        print(f"cache: {saved.cached_executions} node executions reused; executor time saved {saved.seconds:.1f} s "
+              f"(the recorded durations of the executions they reused; most: {top})")
+    else:
+        print("cache: no node execution was reused")
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    """Prints one row per pipeline run of the workspace, oldest first (a table, or CSV)."""
+    from analysis.history import format_table, run_rows, write_csv
+    from metadata import mlmd
+
+    config = _config_from_args(args)
+    connection = config.metadata_connection()
+    rows = run_rows(mlmd.open_store(connection), config.pipeline_name) if mlmd.has_store(connection) else []
+    if args.last is not None:
+        rows = rows[-args.last:] if args.last > 0 else []
+    if args.csv:
+        write_csv(rows, sys.stdout)
+    elif not rows:
+        print(f"no runs of {config.pipeline_name} in {config.workspace}")
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    from analysis.lineage import cli_lineage
+
+    return cli_lineage(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import cli_report
+
+    return cli_report(args)
+
+
+def _cmd_notebook(args: argparse.Namespace) -> int:
+    from analysis.notebook_server import cli_notebook
+
+    return cli_notebook(args)
 
 
 def _run_on_airflow(args: argparse.Namespace, config) -> int:
@@ -626,6 +736,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="orchestrator: local (TFX nodes in this process, in topological order) or airflow (a DAG "
                         "run of the workspace's Airflow, `cvrank airflow up`, with the settings as its conf)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("sweep", help="run the pipeline for every combination of settings (cached steps reused); "
+                                     "print the runs best MAP first",
+                       description="Runs the pipeline once per combination of the given values, each an ordinary "
+                                   "run (traceable in ML Metadata, unchanged steps reused from cache), then prints "
+                                   "the sweep's runs best MAP first and the executor time the cache saved.")
+    p.add_argument("grid", nargs="+", metavar="KEY=V1,V2", help="a setting and its values (`cvrank config` lists them)")
+    _add_config_args(p)
+    p.add_argument("--runner", choices=["local", "airflow"], default="local", help="as for `cvrank run`")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("runs", help="the pipeline runs in ML Metadata: settings, nodes executed and cached, "
+                                    "MAP, NDCG@10, blessing, pushed version, wall time")
+    p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="a setting, e.g. pipeline_name")
+    p.add_argument("--csv", action="store_true", help="print CSV (every field) instead of a table")
+    p.add_argument("--last", type=int, metavar="N", help="only the last N runs")
+    p.set_defaults(func=_cmd_runs, data=None)
+
+    p = sub.add_parser("lineage", help="a pushed model traced back through ML Metadata to its data, code and "
+                                       "parameters")
+    p.add_argument("version", nargs="?", default="latest", help="pushed model version, or latest (default)")
+    p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
+    p.add_argument("--format", choices=["text", "dot", "svg", "png"], default="text",
+                   help="text tree (default), Graphviz DOT on stdout, or an SVG/PNG picture")
+    p.add_argument("--output", metavar="PATH", help="where to write the svg/png (default <workspace>/reports/)")
+    p.set_defaults(func=_cmd_lineage)
+
+    p = sub.add_parser("report", help="run the sliced-metrics notebook headless; write its HTML and plots")
+    p.add_argument("run", nargs="?", default="latest", help="run id, pushed model version, or latest (default)")
+    p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
+    p.add_argument("--output", metavar="DIR", help="where to write it (default <workspace>/reports/<run id>)")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("notebook", help="JupyterLab on 127.0.0.1 with notebooks/ open (prints the URL with its token)")
+    p.add_argument("--workspace", metavar="DIR", help="the workspace the notebooks read (default ./workspace)")
+    p.add_argument("--port", type=int, default=8888, help="port (default %(default)s)")
+    p.set_defaults(func=_cmd_notebook)
 
     p = sub.add_parser("config", help="list every setting with its value, default, allowed values and description")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="show the settings with this override")

@@ -298,6 +298,36 @@ def producer(store: metadata_store.MetadataStore, artifact_id: int):
 # -- pushed models ----------------------------------------------------------------------------------
 
 
+# -- runs -------------------------------------------------------------------------------------------
+
+
+def record_run(store: metadata_store.MetadataStore, run_id: str, properties: Mapping[str, PropertyValue]) -> None:
+    """Creates the "pipeline_run" context `run_id` if it does not exist (TFX's launcher then uses it) and
+    sets those of `properties` it does not have yet as custom properties (values as for `new_artifact`):
+    what a run recorded first stays, so a retried node cannot rewrite its run's record."""
+    context = store.get_context_by_type_and_name("pipeline_run", run_id)
+    if context is None:
+        context = metadata_store_pb2.Context(type_id=_type_id(store, metadata_store_pb2.ContextType, "pipeline_run"),
+                                             name=run_id)
+    missing = {k: v for k, v in properties.items() if k not in context.custom_properties}
+    if not missing and context.HasField("id"):
+        return
+    _set_properties(context.custom_properties, missing)
+    try:
+        store.put_contexts([context])
+    except errors.AlreadyExistsError:  # created meanwhile by another writer: add to that one
+        record_run(store, run_id, properties)
+
+
+def run_properties(store: metadata_store.MetadataStore, run_id: str) -> Dict[str, PropertyValue]:
+    """The custom properties of the "pipeline_run" context `run_id` ({} when there is no such run)."""
+    context = store.get_context_by_type_and_name("pipeline_run", run_id)
+    if context is None:
+        return {}
+    return {name: getattr(value, value.WhichOneof("value")) for name, value in context.custom_properties.items()
+            if value.WhichOneof("value")}
+
+
 # -- recording executions ---------------------------------------------------------------------------
 
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import sys
@@ -58,9 +57,6 @@ DEFAULT_POOL = "cvrank_tfx"  # used when orchestration.airflow_env defines no TF
 # JSON-schema keywords kept from pydantic's schema of a field.
 _SCHEMA_KEYWORDS = ("type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern",
                     "items", "minLength", "maxLength", "minItems", "maxItems")
-# Where the project's code is (for code_version's sources digest): packages and the DAG files.
-_SOURCE_DIRS = ("cvrank", "components", "config", "dags", "dataset", "evaluation", "metadata", "orchestration",
-                "pipeline", "serving", "trainer", "transform")
 
 
 def tfx_pool() -> str:
@@ -159,54 +155,6 @@ def _json_type(value: Any) -> str:
     return "string"
 
 
-def code_version(project_root: str = PROJECT_ROOT) -> Dict[str, Optional[str]]:
-    """{"git_commit": the checked-out commit or None, "sources_sha256": a digest of the project's Python
-    sources (their paths and contents), which also tells uncommitted changes apart}."""
-    digest = hashlib.sha256()
-    for top in _SOURCE_DIRS:
-        for dirpath, dirnames, filenames in os.walk(os.path.join(project_root, top)):
-            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-            for name in sorted(filenames):
-                if name.endswith(".py"):
-                    path = os.path.join(dirpath, name)
-                    digest.update(os.path.relpath(path, project_root).encode() + b"\0")
-                    with open(path, "rb") as f:
-                        digest.update(hashlib.sha256(f.read()).digest())
-    return {"git_commit": git_commit(project_root), "sources_sha256": digest.hexdigest()}
-
-
-def git_commit(project_root: str = PROJECT_ROOT) -> Optional[str]:
-    """The commit checked out in `project_root`, read from `.git` itself (the runtime has no git
-    binary); None when it is not a git checkout or the commit cannot be read."""
-    try:
-        git_dir = os.path.join(project_root, ".git")
-        if os.path.isfile(git_dir):  # a worktree or submodule: "gitdir: PATH"
-            with open(git_dir) as f:
-                git_dir = os.path.join(project_root, f.read().strip().partition("gitdir:")[2].strip())
-        common_dir = git_dir
-        if os.path.isfile(os.path.join(git_dir, "commondir")):
-            with open(os.path.join(git_dir, "commondir")) as f:
-                common_dir = os.path.join(git_dir, f.read().strip())
-        with open(os.path.join(git_dir, "HEAD")) as f:
-            head = f.read().strip()
-        if not head.startswith("ref:"):
-            return head or None
-        ref = head[4:].strip()
-        for base in (git_dir, common_dir):
-            path = os.path.join(base, ref)
-            if os.path.isfile(path):
-                with open(path) as f:
-                    return f.read().strip() or None
-        with open(os.path.join(common_dir, "packed-refs")) as f:
-            for line in f:
-                sha, _, name = line.strip().partition(" ")
-                if name == ref:
-                    return sha
-    except OSError:
-        return None
-    return None
-
-
 def build_spec(settings: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """The spec document (module docstring) for the deployment `settings` (PipelineConfig overrides).
     Compiles both pipelines; raises ConfigError for bad settings."""
@@ -215,6 +163,7 @@ def build_spec(settings: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     from tfx import version as tfx_version
 
     from orchestration import runner
+    from orchestration.provenance import code_version
 
     dags = {}
     for dag_id, kind in DAG_KINDS.items():

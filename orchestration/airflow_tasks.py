@@ -91,6 +91,7 @@ def prepare(kind: str, conf: Any, airflow_run_id: str, dag_spec: Any = None) -> 
         check_spec_settings(spec)  # a stale spec explains an unknown or missing setting better
     config = _config_from_conf(conf)  # bad settings fail here, before TFX is even imported
     from orchestration import runner
+    from orchestration import provenance
     from orchestration.airflow_spec import create_kind_pipeline, graph_differences, node_graph
     from orchestration.pipeline_dirs import write_atomically
 
@@ -104,6 +105,8 @@ def prepare(kind: str, conf: Any, airflow_run_id: str, dag_spec: Any = None) -> 
     run_id = tfx_run_id(airflow_run_id)
     bound = runner.bind_run_id(compiled, run_id)
     path = ir_path(config.workspace, pipeline.pipeline_info.pipeline_name, run_id)
+    properties = {**provenance.code_properties(), **provenance.settings_properties(config)}
+    write_atomically(run_properties_path(path), json.dumps(properties).encode("utf-8"), mode=0o600)
     write_atomically(path, bound.SerializeToString(), mode=0o600)  # it holds the run's settings
     logging.info("cvrank: pipeline %s, run %s: %d nodes; IR %s", pipeline.pipeline_info.pipeline_name, run_id,
                  len(bound.nodes), path)
@@ -128,6 +131,12 @@ def ir_path(workspace: str, pipeline_name: str, run_id: str) -> str:
     if name in (".", "..") or "/" in name or "\0" in name:
         name = re.sub(r"[^A-Za-z0-9_.~:+-]", "_", run_id).strip(".") + "-" + hashlib.sha256(run_id.encode()).hexdigest()[:12]
     return os.path.join(os.path.abspath(workspace), AIRFLOW_RUNS_DIR, pipeline_name, name, "pipeline.pb")
+
+
+def run_properties_path(ir_path: str) -> str:
+    """Where `prepare` writes the run's properties (orchestration.provenance) for its nodes to record:
+    `run.json` beside the IR."""
+    return os.path.join(os.path.dirname(ir_path), "run.json")
 
 
 def run_node(ir_path: str, node_id: str) -> None:
@@ -169,7 +178,11 @@ def run_node(ir_path: str, node_id: str) -> None:
                     logging.warning("cvrank: recovered: %s", note)
         else:
             _recover_shared(lock, mlmd.open_store(connection), pipeline_name, pipeline_root, node, run_id, me)
-        runner.launch_node(bound, node_id)
+        properties = None
+        if os.path.exists(run_properties_path(ir_path)):
+            with open(run_properties_path(ir_path), encoding="utf-8") as f:
+                properties = json.load(f)
+        runner.launch_node(bound, node_id, properties)
 
 
 def _pipeline_node(bound, node_id: str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 from tfx.dsl.compiler import compiler
 from tfx.orchestration import metadata
@@ -21,7 +21,9 @@ from google.protobuf import json_format
 from tfx.proto import pusher_pb2
 from tfx.proto.orchestration import pipeline_pb2
 
+from config import PipelineConfig
 from metadata import mlmd
+from orchestration import provenance
 from orchestration.runs import new_run_id
 from serving import pushes
 
@@ -53,16 +55,24 @@ def node_ids(pipeline_ir: pipeline_pb2.Pipeline) -> list[str]:
     return [n.pipeline_node.node_info.id for n in pipeline_ir.nodes]
 
 
-def launch_node(bound_ir: pipeline_pb2.Pipeline, node_id: str) -> None:
+def launch_node(bound_ir: pipeline_pb2.Pipeline, node_id: str,
+                run_properties: Optional[Mapping[str, str]] = None) -> None:
     """Launches one node of a run-id-bound IR: resolves its inputs from ML Metadata, reuses a cached
     execution when inputs, parameters and code are unchanged, otherwise runs its executor and publishes
-    the outputs. Raises whatever the executor raised; a failed execution is recorded as FAILED."""
+    the outputs. Raises whatever the executor raised; a failed execution is recorded as FAILED.
+    `run_properties` (orchestration.provenance) are recorded on the run's context first, unless the run
+    has them already."""
     deployment_config = runner_utils.extract_local_deployment_config(bound_ir)
     connection_config = getattr(
         deployment_config.metadata_connection_config,
         deployment_config.metadata_connection_config.WhichOneof("connection_config"),
     )
     mlmd.prepare_location(connection_config)
+    if run_properties:
+        from ml_metadata import metadata_store
+
+        run_id = bound_ir.runtime_spec.pipeline_run_id.field_value.string_value
+        mlmd.record_run(metadata_store.MetadataStore(connection_config), run_id, run_properties)
     for node in bound_ir.nodes:
         pipeline_node = node.pipeline_node
         if pipeline_node.node_info.id != node_id:
@@ -124,12 +134,17 @@ def run_pipeline(
     run_id: Optional[str] = None,
     listener: Optional[NodeListener] = None,
     nodes: Optional[Iterable[str]] = None,
+    config: Optional[PipelineConfig] = None,
 ) -> str:
     """Runs every node (or those in `nodes`) of `pipeline` in topological order under one run id.
 
-    Stops at the first failing node (its exception propagates); nodes already run stay recorded.
-    Returns the run id.
+    The run's context records the code version and, given the `config` the pipeline was built from, the
+    settings that differ from the defaults (orchestration.provenance). Stops at the first failing node
+    (its exception propagates); nodes already run stay recorded. Returns the run id.
     """
+    properties = provenance.code_properties()
+    if config is not None:
+        properties.update(provenance.settings_properties(config))
     run_id = run_id or new_run_id()
     bound = bind_run_id(compile_pipeline(pipeline), run_id)
     wanted = set(nodes) if nodes is not None else None
@@ -140,7 +155,7 @@ def run_pipeline(
         logging.info("cvrank: launching %s (run %s)", node_id, run_id)
         start = time.monotonic()
         try:
-            launch_node(bound, node_id)
+            launch_node(bound, node_id, properties)
         except BaseException as err:
             listener.node_finished(node_id, time.monotonic() - start, err)
             raise

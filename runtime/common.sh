@@ -4,8 +4,9 @@
 CVRANK_RECIPE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CVRANK_PROJECT_ROOT="$(cd "$CVRANK_RECIPE_DIR/.." && pwd)"
 CVRANK_SUITE="trixie"
-# postgresql and redis-server serve the local scale-out cluster (`cvrank airflow up --cluster`).
-CVRANK_DEB_PACKAGES="python3,python3-venv,python3-dev,g++,ca-certificates,postgresql,redis-server"
+# postgresql and redis-server serve the local scale-out cluster (`cvrank airflow up --cluster`); graphviz draws
+# `cvrank lineage --format svg|png`; git records the code version of each run.
+CVRANK_DEB_PACKAGES="python3,python3-venv,python3-dev,g++,ca-certificates,postgresql,redis-server,graphviz,git"
 # Files whose content defines what the runtime holds. Any change to one of them (or to the suite and
 # package list above) yields a new runtime key, hence a rebuild; how the runtime is entered is not part of it.
 CVRANK_RECIPE_FILES="build.sh install-envs.sh requirements-uv.lock requirements-tfx.lock requirements-airflow.lock"

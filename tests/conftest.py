@@ -1,0 +1,52 @@
+"""Shared fixtures: a workspace with a short history of tiny pipeline runs, made by the real `cvrank sweep`."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+from typing import List
+
+import pytest
+
+from config import PipelineConfig
+
+
+@dataclasses.dataclass
+class Sweep:
+    config: PipelineConfig  # the settings the sweep's runs share
+    run_ids: List[str]  # the sweep's runs, in the order they ran
+    exit_code: int
+    output: str  # what `cvrank sweep` printed
+
+
+def run_sweep(workspace, *grid: str) -> Sweep:
+    """`cvrank sweep GRID... ` on the tiny dataset (tests/test_pipeline_e2e.tiny_settings) in `workspace`,
+    in this process; the run ids are those the sweep added to ML Metadata."""
+    from analysis.history import run_rows
+    from cvrank import cli
+    from metadata import mlmd
+    from tests.test_pipeline_e2e import TINY, tiny_settings
+
+    settings = {k: v for k, v in tiny_settings().items() if k not in ("data_dir", "beam_pipeline_args")}
+    config = PipelineConfig(**tiny_settings(), workspace=str(workspace))
+    store_exists = mlmd.has_store(config.metadata_connection())
+    before = {r.run_id for r in run_rows(mlmd.open_store(config.metadata_connection()), config.pipeline_name)} \
+        if store_exists else set()
+    args = ["sweep", *grid, "--data", TINY, "--workspace", str(workspace),
+            "--set", "beam_pipeline_args=--direct_num_workers=1"]
+    for key, value in settings.items():
+        if key not in {g.partition("=")[0] for g in grid}:
+            args += ["--set", f"{key}={value}"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(args)
+    rows = run_rows(mlmd.open_store(config.metadata_connection()), config.pipeline_name)
+    return Sweep(config, [r.run_id for r in rows if r.run_id not in before], code, out.getvalue())
+
+
+@pytest.fixture(scope="session")
+def tiny_history(tmp_path_factory) -> Sweep:
+    """A workspace whose history is one sweep over a trainer setting on the tiny dataset: `epochs=5,6`,
+    two runs, the second reusing everything upstream of GloveTrainer."""
+    return run_sweep(tmp_path_factory.mktemp("history"), "epochs=5,6")
