@@ -84,7 +84,9 @@ def git_commit(project_root: str = PROJECT_ROOT) -> Optional[str]:
 def git_dirty(project_root: str = PROJECT_ROOT) -> Optional[bool]:
     """Whether tracked files of the checkout in `project_root` differ from its commit (staged or not;
     untracked files do not count, as for `git describe --dirty`). None when it cannot be told: no git
-    binary, or not a checkout. Takes no lock in the repository."""
+    binary, or `project_root` is not the top of a checkout. Takes no lock in the repository."""
+    if not os.path.exists(os.path.join(project_root, ".git")):
+        return None  # (git would answer for an enclosing checkout)
     try:
         # safe.directory: the checkout may belong to another user id than the one running (the runtime).
         done = subprocess.run(["git", "-c", "safe.directory=*", "--no-optional-locks", "-C", project_root,

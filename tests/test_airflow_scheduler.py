@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from config import PROJECT_ROOT
+from orchestration import provenance
 from metadata import mlmd
 from orchestration import airflow_services as services
 from orchestration.airflow_client import AirflowApiError, AirflowClient
@@ -95,6 +96,10 @@ def test_rest_triggered_run_then_an_identical_one_is_all_cached(local, tmp_path)
     assert set(states) == set(node_ids) and all(s in ("COMPLETE", "CACHED") for s in states.values()), states
     assert _pushed_dim(local, run_id) == 8
     assert _pipeline_runs(local) == [run_id]  # the TFX run is named by the Airflow run id
+    # The run records the code it ran and its conf's settings (orchestration.provenance).
+    recorded = mlmd.run_properties(_store(local), run_id)
+    assert recorded[provenance.GIT_COMMIT] == provenance.code_properties()[provenance.GIT_COMMIT]
+    assert provenance.settings_of(recorded)["embedding_dim"] == 8
 
     # The same conf through the CLI: every node reused from ML Metadata, and the local runner's summary.
     args = [arg for key, value in conf.items() if key != "data_dir"

@@ -401,3 +401,21 @@ def test_index_records_its_update_through_mlmd(graph, tmp_path):
     assert {k: getattr(v, v.WhichOneof("value")) for k, v in pushed.custom_properties.items()} == {
         "pushed": 1, "pushed_version": "7", "pushed_destination": final_dir, "index_size": 5, "cvs_added": 1,
         "cvrank_manifest": '{"saved_model.pb":{"bytes":3,"sha256":"ab"}}'}
+
+
+def test_mlmd_record_run_keeps_what_a_run_recorded_first(store):
+    mlmd.record_run(store, "run-1", {"git_commit": "abc", "settings": "{}"})
+    mlmd.record_run(store, "run-1", {"git_commit": "def", "git_dirty": "no"})  # a retried node
+    assert mlmd.run_properties(store, "run-1") == {"git_commit": "abc", "settings": "{}", "git_dirty": "no"}
+    assert len(store.get_contexts_by_type("pipeline_run")) == 1
+    assert mlmd.run_properties(store, "no-such-run") == {}
+
+
+def test_mlmd_record_run_adds_to_a_context_tfx_created(graph):
+    store = graph.store
+    [run_id] = [c.name for c in store.get_contexts_by_type("pipeline_run")][:1]
+    before = {e.id for e in store.get_executions_by_context(store.get_context_by_type_and_name("pipeline_run", run_id).id)}
+    mlmd.record_run(store, run_id, {"git_commit": "abc"})
+    context = store.get_context_by_type_and_name("pipeline_run", run_id)
+    assert mlmd.run_properties(store, run_id)["git_commit"] == "abc"
+    assert {e.id for e in store.get_executions_by_context(context.id)} == before
