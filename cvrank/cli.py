@@ -184,8 +184,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             code = _run_quietly(args, config, lambda c=config: _cvrank_pipeline(c), _one_line_report,
                                 config.pipeline_name, run_id)
             run_ids.append(run_id)
-        if code == 3:  # the workspace is busy: the remaining runs would wait or stop the same way
-            return 3
+        if code in (2, 3):  # the orchestrator is not there, or the workspace is busy: so for every run
+            print(f"cvrank sweep: stopped after {number - 1} of {len(runs)} runs", file=sys.stderr)
+            if run_ids:
+                _print_sweep_table(common, run_ids)
+            return code
         failures += code != 0
     _print_sweep_table(common, run_ids)
     return 1 if failures else 0
