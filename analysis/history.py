@@ -160,8 +160,8 @@ def _original_execution(store: metadata_store.MetadataStore, cached_execution_id
 
 # -- formatting -------------------------------------------------------------------------------------
 
-COLUMNS = ("run", "started (UTC)", "settings", "executed", "cached", "MAP", "NDCG@10", "blessed", "pushed",
-           "wall s", "commit")
+COLUMNS = ("run", "started (UTC)", "settings", "executed", "cached", "failed", "MAP", "NDCG@10", "blessed",
+           "pushed", "wall s", "commit")
 
 
 def by_map(rows: Sequence[RunRow]) -> List[RunRow]:
@@ -188,7 +188,8 @@ def _cells(row: RunRow, common: Dict[str, object]) -> List[str]:
         settings = _settings_text({k: v for k, v in row.settings.items() if k not in common}) or (
             "(defaults)" if not row.settings else "(common)")
     return [row.run_id, row.started.strftime("%Y-%m-%d %H:%M:%S"), settings,
-            str(len(row.executed)), str(len(row.cached)), number(row.map, 4), number(row.ndcg10, 4),
+            str(len(row.executed)), str(len(row.cached)), ",".join(row.failed) or "-", number(row.map, 4),
+            number(row.ndcg10, 4),
             {True: "yes", False: "no", None: "-"}[row.blessed], row.pushed_version or "-",
             number(row.wall_seconds, 1), row.commit or "-"]
 
@@ -199,7 +200,7 @@ def format_table(rows: Sequence[RunRow]) -> str:
     common = common_settings(rows)
     table = [list(COLUMNS)] + [_cells(r, common) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    numeric = {3, 4, 5, 6, 9}
+    numeric = {3, 4, 6, 7, 10}
     before = f"settings shared by the runs below (that recorded theirs): {_settings_text(common)}\n" if common else ""
     return before + "\n".join("  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
                                for i, (cell, w) in enumerate(zip(line, widths))).rstrip() for line in table)

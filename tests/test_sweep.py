@@ -69,6 +69,28 @@ def test_bad_sweep_runs_nothing(tmp_path):
     assert not os.path.exists(tmp_path / "ws" / "metadata"), "nothing ran"
 
 
+def test_run_rows_count_executed_cached_and_failed_nodes_and_what_the_cache_saved(tmp_path):
+    from tests.pipeline_store_support import CACHED, COMPLETE, FAILED, PipelineStore
+
+    ps = PipelineStore(mlmd.sqlite_store(str(tmp_path / "m.sqlite")), str(tmp_path / "root"))
+    ps.execute("run-1", "Transform", COMPLETE, outputs={"transform_graph": "graph"})
+    ps.execute("run-1", "Trainer", COMPLETE, inputs={"transform_graph": "graph"}, outputs={"model": "model"})
+    ps.execute("run-2", "Transform", CACHED, outputs={"transform_graph": "graph"})
+    ps.execute("run-2", "Trainer", FAILED, inputs={"transform_graph": "graph"}, outputs={"model": "model-2"})
+    mlmd.record_run(ps.store, "run-2", {**provenance.code_properties(), provenance.SETTINGS: '{"epochs": 3}'})
+    first, second = history.run_rows(ps.store, "cvrank")
+    assert (first.run_id, first.executed, first.cached, first.failed) == ("run-1", ["Transform", "Trainer"], [], [])
+    assert (second.executed, second.cached, second.failed) == ([], ["Transform"], ["Trainer"])
+    assert first.settings is None and second.settings == {"epochs": 3} and second.git_commit
+    assert first.map is None and second.pushed_version is None
+    [original] = [e for e in mlmd.node_executions(ps.store, "cvrank", "Transform") if e.last_known_state == COMPLETE]
+    saved = history.cache_savings(ps.store, "cvrank", ["run-2"])
+    assert saved.cached_executions == 1
+    assert saved.by_node == {"Transform": (original.last_update_time_since_epoch - original.create_time_since_epoch) / 1000}
+    table = history.format_table([first, second]).splitlines()
+    assert "(not recorded)" in table[1] and "epochs=3" in table[2] and " Trainer " in table[2]
+
+
 def test_runs_of_an_empty_workspace(tmp_path):
     code, out, _ = _cli("runs", "--workspace", str(tmp_path))
     assert code == 0 and out.startswith("no runs of cvrank")
