@@ -764,7 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
     p.add_argument("--format", choices=["text", "dot", "svg", "png"], default="text",
                    help="text tree (default), Graphviz DOT on stdout, or an SVG/PNG picture")
-    p.add_argument("--output", metavar="PATH", help="where to write the svg/png (default <workspace>/reports/)")
+    p.add_argument("--output", metavar="PATH", help="write it to this file (svg/png default: <workspace>/reports/lineage-vN.EXT)")
     p.set_defaults(func=_cmd_lineage)
 
     p = sub.add_parser("report", help="run the sliced-metrics notebook headless; write its HTML and plots")
