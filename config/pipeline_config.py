@@ -112,6 +112,9 @@ class PipelineConfig(Settings):
         False, description="Evaluator: bless only a model whose overall MAP is at least BM25's on the same eval "
                            "jobs (the jobs its fusion weights were fitted on)")
     map_tolerance: float = Field(0.01, ge=-1, le=1, description="Evaluator: largest MAP drop against the last blessed model that still blesses (negative: the MAP must rise by that much)")
+    confidence_intervals: bool = Field(
+        True, description="Evaluator: TFMA's confidence intervals of every metric (jackknife, 20 buckets; "
+                          "blessing compares the point values)")
 
     @pydantic.field_validator("data_dir", "workspace")
     @classmethod

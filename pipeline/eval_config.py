@@ -33,7 +33,8 @@ def build_eval_config(config: PipelineConfig) -> config_pb2.EvalConfig:
     Blessing, on the overall slice only (small slices, a few jobs, are reported, not gated on): overall
     MAP of `scores` at least `map_floor`, and not below the latest blessed model's overall MAP by more
     than `map_tolerance`; with `bless_over_bm25`, also `map_over_bm25` >= 0 (MAP at least BM25's on the
-    same jobs)."""
+    same jobs). With `confidence_intervals`, TFMA also computes each metric's confidence interval (its
+    default method: jackknife over 20 buckets); the thresholds still compare the point values."""
     map_threshold = config_pb2.MetricThreshold(
         value_threshold=config_pb2.GenericValueThreshold(lower_bound={"value": config.map_floor}),
         change_threshold=config_pb2.GenericChangeThreshold(
@@ -50,6 +51,7 @@ def build_eval_config(config: PipelineConfig) -> config_pb2.EvalConfig:
 
     variants = [o for o in outputs.VARIANTS if o != outputs.SERVED]
     return config_pb2.EvalConfig(
+        options=config_pb2.Options(compute_confidence_intervals={"value": config.confidence_intervals}),
         model_specs=[config_pb2.ModelSpec(
             # No prediction_key: predictions are the dict of `evaluate`'s outputs, one per output name.
             signature_name="evaluate",
