@@ -225,7 +225,7 @@ def start(workspace: str, port: int = DEFAULT_PORT, token: Optional[str] = None,
 
 def cli_notebook(args) -> int:
     """`cvrank notebook`: starts JupyterLab for `args.workspace` (None: $CVRANK_WORKSPACE or
-    <project>/workspace) on 127.0.0.1:`args.port` (None: 8888; 0: any free port), prints the URLs of
+    <project>/workspace) on 127.0.0.1:`args.port` (None: DEFAULT_PORT; 0: any free port), prints the URLs of
     the sliced-metrics notebook (JupyterLab, and the classic UI where TFMA's widgets render) with the
     token, and serves in the foreground until Ctrl-C (or SIGTERM). Returns 0 when stopped that way, 1
     when the server cannot start, else the server's exit code."""

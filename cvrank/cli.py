@@ -775,7 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("notebook", help="JupyterLab on 127.0.0.1 with notebooks/ open (prints the URL with its token)")
     p.add_argument("--workspace", metavar="DIR", help="the workspace the notebooks read (default ./workspace)")
-    p.add_argument("--port", type=int, default=8888, help="port (default %(default)s)")
+    p.add_argument("--port", type=int, help="port (default 8888; 0: any free port)")
     p.set_defaults(func=_cmd_notebook)
 
     p = sub.add_parser("config", help="list every setting with its value, default, allowed values and description")
