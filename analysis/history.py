@@ -22,7 +22,7 @@ from evaluation import ranking
 from metadata import mlmd
 from orchestration import provenance
 
-_NDCG = f"ndcg@{ranking.DEFAULT_NDCG_K}"
+_NDCG = ranking.NDCG_NAME
 
 
 @dataclasses.dataclass
@@ -104,20 +104,19 @@ def run_rows(store: metadata_store.MetadataStore, pipeline_name: str,
         evaluation = (outputs.get("Evaluator", {}).get("evaluation") or [None])[0]
         blessing = (outputs.get("Evaluator", {}).get("blessing") or [None])[0]
         pushed = (outputs.get("Pusher", {}).get("pushed_model") or [None])[0]
-        pushed_version = None
-        if (pushed is not None and "Pusher" in executed and pushed.custom_properties["pushed"].int_value == 1):
-            pushed_version = pushed.custom_properties["pushed_version"].string_value
+        pushed_version = mlmd.pushed_version(pushed) if "Pusher" in executed else None  # cached: an earlier push
         properties = mlmd.run_properties(store, context.name)
-        last_update = max(e.last_update_time_since_epoch for e in executions)
+        # A killed run's executions are marked CANCELED when a later run recovers: not when this one ended.
+        ended = [e.last_update_time_since_epoch for e in executions if e.last_known_state != mlmd.Execution.CANCELED]
+
         rows.append(RunRow(
             run_id=context.name,
             started=datetime.datetime.fromtimestamp(context.create_time_since_epoch / 1000, datetime.timezone.utc),
-            wall_seconds=max(0.0, (last_update - context.create_time_since_epoch) / 1000),
+            wall_seconds=max(0.0, (max(ended) - context.create_time_since_epoch) / 1000) if ended else None,
             settings=provenance.settings_of(properties) if provenance.SETTINGS in properties else None,
             executed=executed, cached=cached, failed=failed,
             map=_float(evaluation, ranking.MAP_NAME), ndcg10=_float(evaluation, _NDCG),
-            blessed=(bool(blessing.custom_properties["blessed"].int_value)
-                     if blessing is not None and "blessed" in blessing.custom_properties else None),
+            blessed=mlmd.blessed(blessing),
             pushed_version=pushed_version,
             git_commit=str(properties.get(provenance.GIT_COMMIT, "")),
             git_dirty=str(properties.get(provenance.GIT_DIRTY, "")),

@@ -3,7 +3,7 @@ produced it, with each execution's parameters, run, cache state and code version
 
 The lineage of a pushed version is read from one upstream lineage subgraph of its PushedModel artifact
 (`metadata.mlmd.lineage_subgraph`). In that subgraph an artifact can have several executions with an
-output event to it: the one that produced it (the first COMPLETE one, as `mlmd.producer` counts) and the
+output event to it: the one that produced it (the first COMPLETE one) and the
 CACHED executions of later runs that reused it. The lineage keeps the producers only: starting from the
 pushed model, each execution is the producer of an artifact, its inputs are the artifacts it consumed,
 and so on up to artifacts nothing produced (cvrank's CV files) or that came from outside (the dataset
@@ -41,7 +41,6 @@ import sys
 import textwrap
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ml_metadata import errors
 
 from config import PipelineConfig
 from evaluation import ranking
@@ -59,11 +58,10 @@ _CONSUMED = (mlmd.Event.INPUT, mlmd.Event.DECLARED_INPUT)
 
 # How components/file_check records the checked dataset (a task dependency of the ExampleGens).
 FILE_CHECK_NODE = "FileCheck"
-DATASET_FILES_TYPE = "cvrank.DatasetFiles"
-FILES_JSON = "files.json"
+FILES_JSON = "files.json"  # components/file_check's record of the files (importing it would import TFX)
 TRANSFORM_GRAPH_TYPE = "TransformGraph"
 
-_NDCG = f"ndcg@{ranking.DEFAULT_NDCG_K}"
+_NDCG = ranking.NDCG_NAME
 # The properties worth a line, per artifact type; other types show their short scalar properties.
 _ARTIFACT_KEYS: Dict[str, Tuple[str, ...]] = {
     "Examples": ("split_names", "num_jobs", "num_cvs", "num_corpus_texts", "num_judgments", "warnings"),
@@ -200,52 +198,34 @@ class ModelLineage:
 # -- finding the pushed model -----------------------------------------------------------------------
 
 
-def pushed_versions(store, pipeline_name: str) -> Dict[str, mlmd.Artifact]:
-    """{version: PushedModel artifact} of every model pushed (custom properties `pushed` == 1 and
-    `pushed_version`) by an execution of `pipeline_name` (its Pusher or `cvrank index`); for a version
-    recorded twice, the newest record. Versions are the recorded strings ("3")."""
-    try:
-        artifacts = store.get_artifacts_by_type(mlmd.PUSHED_MODEL_TYPE)
-    except errors.NotFoundError:  # the type is registered by the first push
-        return {}
-    in_pipeline = {e.id for e in mlmd.pipeline_executions(store, pipeline_name)}
-    found: Dict[str, mlmd.Artifact] = {}
-    for artifact in sorted(artifacts, key=lambda a: a.id):
-        props = artifact.custom_properties
-        if "pushed" not in props or props["pushed"].int_value != 1 or "pushed_version" not in props:
-            continue
-        if not mlmd.producing_execution_ids(store, [artifact.id]) & in_pipeline:
-            continue
-        found[props["pushed_version"].string_value] = artifact
-    return found
-
-
-def _pushed_model(store, pipeline_name: str, version: str) -> Tuple[str, mlmd.Artifact]:
-    versions = pushed_versions(store, pipeline_name)
-    if not versions:
-        raise LineageError(f"no pushed model: pipeline {pipeline_name!r} has pushed no version (ML Metadata "
-                           "holds no PushedModel with pushed = 1); run `cvrank run` first")
+def _pushed_model(store, config: PipelineConfig, version: str) -> Tuple[str, mlmd.Artifact]:
+    """(version, PushedModel artifact) of `version` ("latest": the most recent push record, digits or
+    "v<digits>") among the push records of the model base path of `config` (serving.pushes)."""
+    records = pushes.push_records(store, config.serving_dir)
+    if not records:
+        raise LineageError(f"no pushed model: nothing was pushed to {config.serving_dir} (ML Metadata holds no "
+                           "push record of it); run `cvrank run` first")
     if version == "latest":
-        newest = max(versions, key=lambda v: versions[v].id)  # the most recent push record
-        return newest, versions[newest]
+        newest = max(records, key=lambda v: records[v].artifact.id)  # the most recent push record
+        return str(newest), records[newest].artifact
     wanted = version[1:] if version[:1] in ("v", "V") else version
     if not wanted.isdigit():
         raise LineageError(f"version {version!r} is not a version number or 'latest'")
-    wanted = str(int(wanted))
-    if wanted not in versions:
-        known = ", ".join(sorted(versions, key=int))
-        raise LineageError(f"no pushed model version {wanted} of pipeline {pipeline_name!r} (pushed versions: {known})")
-    return wanted, versions[wanted]
+    if int(wanted) not in records:
+        known = ", ".join(str(v) for v in sorted(records))
+        raise LineageError(f"no pushed model version {int(wanted)} in {config.serving_dir} (pushed versions: {known})")
+    return str(int(wanted)), records[int(wanted)].artifact
 
 
 # -- building the lineage ---------------------------------------------------------------------------
 
 
-def model_lineage(store, pipeline_name: str, version: str = "latest") -> ModelLineage:
-    """The lineage of pushed model `version` ("latest": the most recently pushed) of `pipeline_name`, read
-    from ML Metadata `store` (module docstring). Raises LineageError when nothing was pushed, when
-    `version` was not pushed or is not a number."""
-    version, pushed = _pushed_model(store, pipeline_name, version)
+def model_lineage(store, config: PipelineConfig, version: str = "latest") -> ModelLineage:
+    """The lineage of pushed model `version` ("latest": the most recently pushed) of the pipeline and
+    model base path of `config`, read from ML Metadata `store` (module docstring). Raises LineageError
+    when nothing was pushed, when `version` was not pushed or is not a number."""
+    pipeline_name = config.pipeline_name
+    version, pushed = _pushed_model(store, config, version)
     graph = mlmd.lineage_subgraph(store, [pushed.id], mlmd.UPSTREAM)
     raw_artifacts = {a.id: a for a in graph.artifacts}
     executions = {e.id: e for e in graph.executions}
@@ -751,7 +731,7 @@ def default_picture_path(workspace: str, version: str, fmt: str) -> str:
     return os.path.join(workspace, "reports", f"lineage-v{version}.{fmt}")
 
 
-def cli_lineage(args: argparse.Namespace) -> int:
+def cli_lineage(args: argparse.Namespace, config: PipelineConfig) -> int:
     """`cvrank lineage [VERSION|latest] [--format text|dot|svg|png] [--output PATH] [--workspace DIR]`:
     prints the text tree or the DOT text (to `--output` instead when given, printing its path), or writes
     an SVG/PNG (default `default_picture_path`) and prints its path. Returns 0, or 2 with a message on
@@ -759,7 +739,6 @@ def cli_lineage(args: argparse.Namespace) -> int:
     fmt = getattr(args, "format", None) or "text"
     version = getattr(args, "version", None) or "latest"
     output = getattr(args, "output", None)
-    config = PipelineConfig.create({"workspace": args.workspace} if getattr(args, "workspace", None) else {})
     connection = config.metadata_connection()
     try:
         if fmt not in FORMATS:
@@ -769,7 +748,7 @@ def cli_lineage(args: argparse.Namespace) -> int:
                                f"({mlmd.describe(connection)}); run `cvrank run` first")
         store = mlmd.open_store(connection, read_only=True)
         try:
-            lineage = model_lineage(store, config.pipeline_name, version)
+            lineage = model_lineage(store, config, version)
         except LineageError as err:
             raise LineageError(f"workspace {config.workspace}: {err}") from None
         if fmt in PICTURE_FORMATS:

@@ -107,11 +107,14 @@ def _port_in_use(port: int) -> bool:
     return False
 
 
-def server_env(workspace: str, token: str, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+def server_env(workspace: str, token: str, base: Optional[Dict[str, str]] = None,
+               settings: Optional[Dict[str, object]] = None) -> Dict[str, str]:
     """The server's environment (its kernels inherit it): `base` (default os.environ) with the project
-    first on PYTHONPATH, CVRANK_WORKSPACE, CVRANK_PROJECT_ROOT, the Jupyter directories of
-    `jupyter_dirs` and the token."""
+    first on PYTHONPATH, CVRANK_WORKSPACE, CVRANK_SETTINGS (`settings`: where the workspace's runs are
+    recorded, when not the defaults), CVRANK_PROJECT_ROOT, the Jupyter directories of `jupyter_dirs` and
+    the token."""
     env = dict(os.environ if base is None else base)
+    env[sm.SETTINGS_ENV] = json.dumps(dict(settings or {}))
     dirs = jupyter_dirs(workspace)
     path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != PROJECT_ROOT]
     env.update({"PYTHONPATH": os.pathsep.join([PROJECT_ROOT] + path),
@@ -194,11 +197,11 @@ class NotebookServer:
 
 
 def start(workspace: str, port: int = DEFAULT_PORT, token: Optional[str] = None,
-          timeout: float = START_TIMEOUT) -> NotebookServer:
+          timeout: float = START_TIMEOUT, settings: Optional[Dict[str, object]] = None) -> NotebookServer:
     """Starts JupyterLab for `workspace` on 127.0.0.1:`port` (0: a free port) with token `token`
     (default: a new `secrets.token_hex(24)`), the classic-notebook extensions of NBEXTENSIONS enabled in
     its config directory, and its output appended to `<workspace>/jupyter/server.log`; returns once it
-    answers. Raises NotebookServerError when the port is taken or the server does not come up."""
+    answers. `settings`: as for `server_env`. Raises NotebookServerError when the port is taken or the server does not come up."""
     workspace = os.path.abspath(workspace)
     port = free_port() if port == 0 else port
     if _port_in_use(port):
@@ -210,7 +213,8 @@ def start(workspace: str, port: int = DEFAULT_PORT, token: Optional[str] = None,
     log = open(dirs["log"], "a")
     try:
         # stdin is not a terminal: Jupyter then stops on the first SIGINT instead of asking to confirm.
-        process = subprocess.Popen(server_command(port), env=server_env(workspace, token), cwd=NOTEBOOK_DIR,
+        process = subprocess.Popen(server_command(port), env=server_env(workspace, token, settings=settings),
+                                   cwd=NOTEBOOK_DIR,
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     finally:
         log.close()
@@ -223,16 +227,16 @@ def start(workspace: str, port: int = DEFAULT_PORT, token: Optional[str] = None,
     return server
 
 
-def cli_notebook(args) -> int:
-    """`cvrank notebook`: starts JupyterLab for `args.workspace` (None: $CVRANK_WORKSPACE or
-    <project>/workspace) on 127.0.0.1:`args.port` (None: DEFAULT_PORT; 0: any free port), prints the URLs of
+def cli_notebook(args, config) -> int:
+    """`cvrank notebook`: starts JupyterLab for the workspace of `config` (a PipelineConfig: workspace,
+    metadata_uri, pipeline_name) on 127.0.0.1:`args.port` (None: DEFAULT_PORT; 0: any free port), prints the URLs of
     the sliced-metrics notebook (JupyterLab, and the classic UI where TFMA's widgets render) with the
     token, and serves in the foreground until Ctrl-C (or SIGTERM). Returns 0 when stopped that way, 1
     when the server cannot start, else the server's exit code."""
-    workspace = os.path.abspath(args.workspace or sm.default_workspace())
+    workspace = config.workspace
     port = DEFAULT_PORT if args.port is None else int(args.port)
     try:
-        server = start(workspace, port)
+        server = start(workspace, port, settings=sm.location_settings(config))
     except NotebookServerError as err:
         print(f"cvrank notebook: {err}", file=sys.stderr)
         return 1

@@ -8,10 +8,11 @@ executed notebook `sliced_metrics.ipynb`, the plots (`analysis.sliced_metrics.pl
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
-from typing import Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from analysis import sliced_metrics as sm
 from config import PROJECT_ROOT
@@ -28,11 +29,14 @@ class ReportError(RuntimeError):
     """The notebook failed; the message names the cell and the error it raised."""
 
 
-def notebook_env(workspace: str, run: str, output_dir: str, base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+def notebook_env(workspace: str, run: str, output_dir: str, base: Optional[Dict[str, str]] = None,
+                 settings: Optional[Mapping[str, Any]] = None) -> Dict[str, str]:
     """The kernel's environment: `base` (default os.environ) with the notebook's parameters
-    (CVRANK_WORKSPACE, CVRANK_RUN, CVRANK_REPORT_DIR), the project first on PYTHONPATH, and matplotlib's
-    inline backend (so plots are cell outputs whatever MPLBACKEND the caller has)."""
+    (CVRANK_WORKSPACE, CVRANK_RUN, CVRANK_REPORT_DIR, and CVRANK_SETTINGS: `settings`, where the runs are
+    recorded when not the defaults), the project first on PYTHONPATH, and matplotlib's inline backend
+    (so plots are cell outputs whatever MPLBACKEND the caller has)."""
     env = dict(os.environ if base is None else base)
+    env[sm.SETTINGS_ENV] = json.dumps(dict(settings or {}))
     path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != PROJECT_ROOT]
     env.update({sm.WORKSPACE_ENV: os.path.abspath(workspace), sm.RUN_ENV: run,
                 sm.REPORT_DIR_ENV: os.path.abspath(output_dir),
@@ -91,11 +95,12 @@ def execute_notebook(env: Dict[str, str], log_path: Optional[str] = None, notebo
 
 
 def write_report(workspace: str, run: str = sm.LATEST, output_dir: Optional[str] = None,
-                 timeout: int = CELL_TIMEOUT) -> str:
+                 timeout: int = CELL_TIMEOUT, settings: Optional[Mapping[str, Any]] = None) -> str:
     """Executes the sliced-metrics notebook for `run` ("latest", a run id or a pushed model version) of
     `workspace` and writes the report into `output_dir` (default `<workspace>/reports/<run id>`, created
     if missing): the HTML export, the executed notebook, the PNG plots and metrics.csv. Returns the HTML
-    file's path.
+    file's path. `settings`: where the workspace's runs are recorded, when not the defaults
+    (`metadata_uri`, `pipeline_name`).
 
     The evaluation is looked up before any kernel starts, and the notebook is given the run id it found
     (or the version asked for), so a run finishing meanwhile does not change what "latest" shows. Raises
@@ -105,10 +110,10 @@ def write_report(workspace: str, run: str = sm.LATEST, output_dir: Optional[str]
     from nbconvert import HTMLExporter
 
     workspace = os.path.abspath(workspace)
-    evaluation = sm.load_evaluation(workspace, run)
+    evaluation = sm.load_evaluation(workspace, run, dict(settings or {}))
     output_dir = os.path.abspath(output_dir or sm.default_output_dir(workspace, evaluation.run_id))
     os.makedirs(output_dir, exist_ok=True)
-    env = notebook_env(workspace, evaluation.pushed_version or evaluation.run_id, output_dir)
+    env = notebook_env(workspace, evaluation.pushed_version or evaluation.run_id, output_dir, settings=settings)
     nb = execute_notebook(env, log_path=os.path.join(output_dir, KERNEL_LOG), timeout=timeout)
     nbformat.write(nb, os.path.join(output_dir, EXECUTED_NAME))
     title = f"cvrank sliced metrics: {sm.label(evaluation)}"
@@ -122,14 +127,17 @@ def write_report(workspace: str, run: str = sm.LATEST, output_dir: Optional[str]
     return path
 
 
-def cli_report(args) -> int:
-    """`cvrank report`: `args.workspace` (None: $CVRANK_WORKSPACE or <project>/workspace), `args.run`
-    (None: latest), `args.output` (None: <workspace>/reports/<run id>). Prints the HTML file's path and
-    returns 0; prints the problem to stderr and returns 1 when there is no such evaluation or the
-    notebook fails."""
+def cli_report(args, config) -> int:
+    """`cvrank report`: run `args.run` of the workspace of `config` (a PipelineConfig: workspace,
+    metadata_uri, pipeline_name) into `args.output` (None: <workspace>/reports/<run id>). Prints the HTML
+    file's path and returns 0; prints the problem to stderr and returns 2 when there is no such
+    evaluation, 1 when the notebook fails."""
     try:
-        path = write_report(args.workspace or sm.default_workspace(), args.run or sm.LATEST, args.output or None)
-    except (sm.EvaluationNotFound, ReportError) as err:
+        path = write_report(config.workspace, args.run, args.output or None, settings=sm.location_settings(config))
+    except sm.EvaluationNotFound as err:
+        print(f"cvrank report: {err}", file=sys.stderr)
+        return 2
+    except ReportError as err:
         print(f"cvrank report: {err}", file=sys.stderr)
         return 1
     print(path)

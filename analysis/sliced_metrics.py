@@ -22,10 +22,11 @@ candidate and, when the Evaluator had a baseline model, the baseline; names are 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
-from typing import List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 from config.pipeline_config import default, PipelineConfig
 from evaluation import outputs, ranking
@@ -37,11 +38,14 @@ from serving import pushes
 # The notebook's parameters, as environment variables (analysis/report.py sets them for a headless run).
 RUN_ENV = "CVRANK_RUN"
 WORKSPACE_ENV = "CVRANK_WORKSPACE"
+# JSON object: the settings besides the workspace that say where its runs are recorded (`metadata_uri`,
+# `pipeline_name`), when they are not the defaults; `cvrank report` and `cvrank notebook` set it.
+SETTINGS_ENV = "CVRANK_SETTINGS"
 REPORT_DIR_ENV = "CVRANK_REPORT_DIR"
 LATEST = "latest"
 
 MAP = ranking.MAP_NAME
-NDCG10 = f"ndcg@{ranking.DEFAULT_NDCG_K}"
+NDCG10 = ranking.NDCG_NAME
 EXAMPLE_COUNT = "example_count"  # TFMA's ExampleCount: the jobs in a slice
 PLOTTED = ((MAP, "MAP"), (NDCG10, "NDCG@10"))  # (metric name, label) of each plotted metric
 # Table columns, in this order, when present: lenient and strict ranking metrics of one output.
@@ -100,18 +104,25 @@ def default_workspace() -> str:
     return os.path.abspath(os.environ.get(WORKSPACE_ENV) or default("workspace"))
 
 
+def location_settings(config: PipelineConfig) -> dict:
+    """The settings of `config` besides its workspace that say where its runs are recorded
+    (`metadata_uri`, `pipeline_name`), those that are not the defaults."""
+    return {name: getattr(config, name) for name in ("metadata_uri", "pipeline_name")
+            if getattr(config, name) != default(name)}
+
+
 def default_output_dir(workspace: str, run_id: str) -> str:
     """Where a report of run `run_id` goes by default: `<workspace>/reports/<run id>`."""
     return os.path.join(os.path.abspath(workspace), "reports", run_id)
 
 
-def open_workspace(workspace: str, pipeline_name: Optional[str] = None):
-    """(PipelineConfig, read-only ML Metadata store) of `workspace`. Raises EvaluationNotFound when the
-    workspace has no ML Metadata store (nothing ever ran there)."""
-    settings = {"workspace": os.path.abspath(workspace)}
-    if pipeline_name:
-        settings["pipeline_name"] = pipeline_name
-    config = PipelineConfig(**settings)
+def open_workspace(workspace: str, settings: Optional[Mapping[str, Any]] = None):
+    """(PipelineConfig, read-only ML Metadata store) of `workspace`, with `settings` (default: those of
+    $CVRANK_SETTINGS, else none) saying where its runs are recorded. Raises EvaluationNotFound when there
+    is no ML Metadata store (nothing ever ran there)."""
+    if settings is None:
+        settings = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
+    config = PipelineConfig.create({**settings, "workspace": os.path.abspath(workspace)})
     connection = config.metadata_connection()
     if not mlmd.has_store(connection):
         raise EvaluationNotFound(
@@ -200,10 +211,11 @@ def find_evaluation(store, pipeline_name: str, run: str = LATEST, serving_dir: O
     return _checked(artifact, run, run)
 
 
-def load_evaluation(workspace: Optional[str] = None, run: str = LATEST) -> Evaluation:
+def load_evaluation(workspace: Optional[str] = None, run: str = LATEST,
+                    settings: Optional[Mapping[str, Any]] = None) -> Evaluation:
     """`find_evaluation` of `run` in `workspace` (default `default_workspace()`), with its pipeline's
-    ML Metadata store and model base path."""
-    config, store = open_workspace(workspace or default_workspace())
+    ML Metadata store and model base path (`settings` as for `open_workspace`)."""
+    config, store = open_workspace(workspace or default_workspace(), settings)
     return find_evaluation(store, config.pipeline_name, run, config.serving_dir, config.workspace)
 
 
@@ -227,11 +239,12 @@ def has_baseline(evaluation: Evaluation) -> bool:
     return eval_config is not None and any(spec.is_baseline for spec in eval_config.model_specs)
 
 
-def run_history(workspace: Optional[str] = None):
-    """The runs of the workspace's pipeline, oldest first (`analysis.history.run_rows`)."""
+def run_history(workspace: Optional[str] = None, settings: Optional[Mapping[str, Any]] = None):
+    """The runs of the workspace's pipeline, oldest first (`analysis.history.run_rows`; `settings` as for
+    `open_workspace`)."""
     from analysis.history import run_rows
 
-    config, store = open_workspace(workspace or default_workspace())
+    config, store = open_workspace(workspace or default_workspace(), settings)
     return run_rows(store, config.pipeline_name)
 
 
@@ -534,6 +547,6 @@ def confidence_note(frame) -> str:
     """Whether the evaluation has confidence intervals, as a sentence."""
     if has_confidence_intervals(frame):
         return "confidence intervals: TFMA's (shown as error bars and [lower, upper] in the table)"
-    return ("confidence intervals: none in this evaluation (the Evaluator's eval config does not set "
-            "options.compute_confidence_intervals)")
+    return ("confidence intervals: none in this evaluation (the run's setting confidence_intervals was "
+            "false, or no slice had enough jobs)")
 

@@ -41,6 +41,29 @@ def _config_from_args(args: argparse.Namespace):
     return PipelineConfig.create(_overrides_from_args(args))
 
 
+def _recorded_config(args: argparse.Namespace):
+    """The PipelineConfig that says where the workspace's runs are recorded (workspace, metadata_uri,
+    pipeline_name): `--workspace` and `--set`, and, when the workspace's Airflow cluster (`cvrank airflow
+    up --cluster`) is running and `--set` names no metadata_uri, the cluster's ML Metadata."""
+    from config import parse_set_args
+    from orchestration import airflow_services
+
+    config = _config_from_args(args)
+    if "metadata_uri" not in parse_set_args(args.set) and airflow_services.running_services(config.workspace):
+        uri = airflow_services.deployment_settings(config.workspace).get("metadata_uri")
+        if uri:
+            config = config.with_overrides({"metadata_uri": uri})
+    return config
+
+
+def _add_reading_args(p: argparse.ArgumentParser) -> None:
+    """--workspace and --set of the commands that read what runs recorded."""
+    p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="where the runs are recorded when not the defaults: metadata_uri, pipeline_name")
+    p.set_defaults(data=None)
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help="dataset directory (cvs/, jobs/, judgments/, corpus/)")
     p.add_argument("--workspace", metavar="DIR", help="where artifacts, metadata, logs and served models go (default ./workspace)")
@@ -176,21 +199,21 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         settings = [f"{k}={v}" for k, v in combination.items()]
         print(f"\ncvrank sweep: run {number}/{len(runs)}: {' '.join(settings)}", flush=True)
         if args.runner == "airflow":
-            before = _run_ids(config)
-            code = _run_on_airflow(argparse.Namespace(**{**vars(args), "set": list(args.set) + settings}), config)
-            run_ids += sorted(_run_ids(config) - before)
+            code = _run_on_airflow(argparse.Namespace(**{**vars(args), "set": list(args.set) + settings}), config,
+                                   on_trigger=run_ids.append)
         else:
             run_id = new_run_id()
             code = _run_quietly(args, config, lambda c=config: _cvrank_pipeline(c), _one_line_report,
                                 config.pipeline_name, run_id)
-            run_ids.append(run_id)
+            if code != 3:  # 3: the workspace was busy and the run did not start
+                run_ids.append(run_id)
         if code in (2, 3):  # the orchestrator is not there, or the workspace is busy: so for every run
             print(f"cvrank sweep: stopped after {number - 1} of {len(runs)} runs", file=sys.stderr)
             if run_ids:
-                _print_sweep_table(common, run_ids)
+                _print_sweep_table(_recorded_config(args), run_ids)
             return code
         failures += code != 0
-    _print_sweep_table(common, run_ids)
+    _print_sweep_table(_recorded_config(args), run_ids)
     return 1 if failures else 0
 
 
@@ -214,20 +237,11 @@ def _one_line_report(store, pipeline_name, run_id, order) -> str:
             f"pushed {row.pushed_version or '-'}")
 
 
-def _run_ids(config) -> set:
-    from metadata import mlmd
-
-    connection = config.metadata_connection()
-    if not mlmd.has_store(connection):
-        return set()
-    return {ctx.name for ctx, _ in mlmd.pipeline_runs(mlmd.open_store(connection), config.pipeline_name)}
-
-
 def _print_sweep_table(config, run_ids) -> None:
     from analysis.history import by_map, cache_savings, format_table, run_rows
     from metadata import mlmd
 
-    store = mlmd.open_store(config.metadata_connection())
+    store = mlmd.open_store(config.metadata_connection(), read_only=True)
     rows = by_map(run_rows(store, config.pipeline_name, run_ids))
     print(f"\nsweep: {len(rows)} runs, best MAP first")
     print(format_table(rows))
@@ -246,9 +260,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     from analysis.history import format_table, run_rows, write_csv
     from metadata import mlmd
 
-    config = _config_from_args(args)
+    config = _recorded_config(args)
     connection = config.metadata_connection()
-    rows = run_rows(mlmd.open_store(connection), config.pipeline_name) if mlmd.has_store(connection) else []
+    rows = run_rows(mlmd.open_store(connection, read_only=True), config.pipeline_name) \
+        if mlmd.has_store(connection) else []
     if args.last is not None:
         rows = rows[-args.last:] if args.last > 0 else []
     if args.csv:
@@ -263,22 +278,22 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 def _cmd_lineage(args: argparse.Namespace) -> int:
     from analysis.lineage import cli_lineage
 
-    return cli_lineage(args)
+    return cli_lineage(args, _recorded_config(args))
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from analysis.report import cli_report
 
-    return cli_report(args)
+    return cli_report(args, _recorded_config(args))
 
 
 def _cmd_notebook(args: argparse.Namespace) -> int:
     from analysis.notebook_server import cli_notebook
 
-    return cli_notebook(args)
+    return cli_notebook(args, _recorded_config(args))
 
 
-def _run_on_airflow(args: argparse.Namespace, config) -> int:
+def _run_on_airflow(args: argparse.Namespace, config, on_trigger=None) -> int:
     """`run --runner airflow`: a DAG run of the Airflow deployment of the workspace, with the settings the
     user gave as its conf."""
     from orchestration import airflow_services
@@ -297,7 +312,8 @@ def _run_on_airflow(args: argparse.Namespace, config) -> int:
     client = AirflowClient(airflow_services.api_url(config.workspace),
                            lambda: airflow_services.access_token(config.workspace))
     try:
-        return run_on_airflow(deployment, conf, client, airflow_services.api_url(config.workspace))
+        return run_on_airflow(deployment, conf, client, airflow_services.api_url(config.workspace),
+                              on_trigger=on_trigger)
     except AirflowApiError as err:
         print(f"cvrank run: {err}", file=sys.stderr)
         return 1
@@ -752,16 +768,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="the pipeline runs in ML Metadata: settings, nodes executed and cached, "
                                     "MAP, NDCG@10, blessing, pushed version, wall time")
-    p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="a setting, e.g. pipeline_name")
+    _add_reading_args(p)
     p.add_argument("--csv", action="store_true", help="print CSV (every field) instead of a table")
     p.add_argument("--last", type=int, metavar="N", help="only the last N runs")
-    p.set_defaults(func=_cmd_runs, data=None)
+    p.set_defaults(func=_cmd_runs)
 
     p = sub.add_parser("lineage", help="a pushed model traced back through ML Metadata to its data, code and "
                                        "parameters")
     p.add_argument("version", nargs="?", default="latest", help="pushed model version, or latest (default)")
-    p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
+    _add_reading_args(p)
     p.add_argument("--format", choices=["text", "dot", "svg", "png"], default="text",
                    help="text tree (default), Graphviz DOT on stdout, or an SVG/PNG picture")
     p.add_argument("--output", metavar="PATH", help="write it to this file (svg/png default: <workspace>/reports/lineage-vN.EXT)")
@@ -769,12 +784,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="run the sliced-metrics notebook headless; write its HTML and plots")
     p.add_argument("run", nargs="?", default="latest", help="run id, pushed model version, or latest (default)")
-    p.add_argument("--workspace", metavar="DIR", help="the workspace (default ./workspace)")
+    _add_reading_args(p)
     p.add_argument("--output", metavar="DIR", help="where to write it (default <workspace>/reports/<run id>)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("notebook", help="JupyterLab on 127.0.0.1 with notebooks/ open (prints the URL with its token)")
-    p.add_argument("--workspace", metavar="DIR", help="the workspace the notebooks read (default ./workspace)")
+    _add_reading_args(p)
     p.add_argument("--port", type=int, help="port (default 8888; 0: any free port)")
     p.set_defaults(func=_cmd_notebook)
 

@@ -53,6 +53,7 @@ DEFAULT_RECALL_K = 100
 # Names the Evaluator's metrics are stored under (evaluation.tfma_metrics), kept here, free of Beam and
 # TFMA, for the readers of stored results: a strict metric is named like its lenient one plus the suffix.
 MAP_NAME = "map"
+NDCG_NAME = f"ndcg@{DEFAULT_NDCG_K}"
 JOBS_WITHOUT_RELEVANT_NAME = "jobs_without_relevant"
 STRICT_SUFFIX = "_strict"
 

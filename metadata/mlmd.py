@@ -298,6 +298,27 @@ def producer(store: metadata_store.MetadataStore, artifact_id: int):
 # -- pushed models ----------------------------------------------------------------------------------
 
 
+# -- what TFX's Evaluator and Pusher record ----------------------------------------------------------
+
+
+def blessed(blessing: Optional[Artifact]) -> Optional[bool]:
+    """Whether a ModelBlessing artifact blesses its model (its `blessed` property); None without one."""
+    if blessing is None or "blessed" not in blessing.custom_properties:
+        return None
+    return bool(blessing.custom_properties["blessed"].int_value)
+
+
+def pushed_version(pushed_model: Optional[Artifact]) -> Optional[str]:
+    """The version a PushedModel artifact records as pushed (`pushed` = 1 and `pushed_version`), or None
+    when it records no push (not blessed) or there is no artifact."""
+    if pushed_model is None:
+        return None
+    props = pushed_model.custom_properties
+    if "pushed" not in props or props["pushed"].int_value != 1 or "pushed_version" not in props:
+        return None
+    return props["pushed_version"].string_value
+
+
 # -- runs -------------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime
 import sys
 import time
-from typing import Any, Dict, List, Mapping, Optional, TextIO
+from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO
 
 from config import PipelineConfig
 from orchestration.airflow_client import AirflowClient, TaskState
@@ -45,11 +45,13 @@ def _seconds(task: TaskState) -> Optional[float]:
 
 
 def run_on_airflow(config: PipelineConfig, conf: Mapping[str, Any], client: AirflowClient, ui_url: str,
-                   out: TextIO = sys.stdout, poll_seconds: float = 1.0) -> int:
+                   out: TextIO = sys.stdout, poll_seconds: float = 1.0,
+                   on_trigger: Optional[Callable[[str], None]] = None) -> int:
     """Triggers DAG `cvrank` with `conf` (the settings the user gave; the DAG's params supply the rest),
     prints one line per task as it changes state, then the run summary read from ML Metadata through
     `config` (its workspace, metadata store and pipeline name must be the deployment's). Returns 0 when
-    the DAG run succeeded, 1 when it failed (after printing the failed task's error)."""
+    the DAG run succeeded, 1 when it failed (after printing the failed task's error). `on_trigger` is
+    given the DAG run's id (the TFX run id) once it is triggered."""
     from metadata import mlmd
     from orchestration.summary import summarize
 
@@ -57,6 +59,8 @@ def run_on_airflow(config: PipelineConfig, conf: Mapping[str, Any], client: Airf
     nodes = [t for t in order if t != "prepare"]
     started = time.monotonic()
     run_id = client.trigger(DAG_ID, dict(conf))
+    if on_trigger is not None:
+        on_trigger(run_id)
     print(f"cvrank: DAG run {run_id} of {DAG_ID} on Airflow ({ui_url}/dags/{DAG_ID}/runs/{run_id})", file=out,
           flush=True)
     store = None

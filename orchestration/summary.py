@@ -17,7 +17,7 @@ from serving import pushes
 
 # The overall table's columns as (heading, lenient metric name), each shown lenient and strict (name plus
 # ranking.STRICT_SUFFIX); names as evaluation.tfma_metrics stores them. ExampleCount is TFMA's own metric.
-_COLUMNS = (("MAP", ranking.MAP_NAME), ("NDCG@10", f"ndcg@{ranking.DEFAULT_NDCG_K}"),
+_COLUMNS = (("MAP", ranking.MAP_NAME), ("NDCG@10", ranking.NDCG_NAME),
             ("P@10", f"precision@{ranking.DEFAULT_PRECISION_K}"))
 _MAP, _STRICT, _WITHOUT_RELEVANT = ranking.MAP_NAME, ranking.STRICT_SUFFIX, ranking.JOBS_WITHOUT_RELEVANT_NAME
 _EXAMPLE_COUNT = "example_count"
@@ -131,13 +131,8 @@ def summarize(store: metadata_store.MetadataStore, pipeline_name: str, run_id: s
     evaluation = output("Evaluator", "evaluation")
     output_metrics = load_metrics(evaluation.uri) if evaluation is not None else {}
     blessing = output("Evaluator", "blessing")
-    blessed = None
-    if blessing is not None and "blessed" in blessing.custom_properties:
-        blessed = bool(blessing.custom_properties["blessed"].int_value)
-    pushed = output("Pusher", "pushed_model")
-    pushed_version = None
-    if pushed is not None and pushed.custom_properties["pushed"].int_value == 1:
-        pushed_version = pushed.custom_properties["pushed_version"].string_value
+    blessed = mlmd.blessed(blessing)
+    pushed_version = mlmd.pushed_version(output("Pusher", "pushed_model"))
     model = output("GloveTrainer", "model")
 
     warnings: List[str] = []

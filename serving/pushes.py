@@ -102,8 +102,7 @@ def push_records(store, base_path: str) -> Dict[int, PushRecord]:
         execution, type_name, inputs = found if found else (None, "", {})
         model = (inputs.get("model") or [None])[0]
         blessing = (inputs.get("model_blessing") or [None])[0]
-        blessed = (bool(blessing.custom_properties["blessed"].int_value)
-                   if blessing is not None and "blessed" in blessing.custom_properties else None)
+        blessed = mlmd.blessed(blessing)
         if model is None and "source_model" in inputs:  # an index update: the model of its source version
             model_uri = f"index update of version {inputs['source_model'][0].custom_properties['pushed_version'].string_value}"
         else:

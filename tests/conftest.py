@@ -14,7 +14,7 @@ from config import PipelineConfig
 
 @dataclasses.dataclass
 class Sweep:
-    config: PipelineConfig  # the settings the sweep's runs share
+    config: PipelineConfig  # the tiny settings the sweep started from: its workspace, store and data
     run_ids: List[str]  # the sweep's runs, in the order they ran
     exit_code: int
     output: str  # what `cvrank sweep` printed

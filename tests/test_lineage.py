@@ -5,6 +5,7 @@ with the real Graphviz."""
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import struct
 import xml.etree.ElementTree as ElementTree
@@ -12,6 +13,7 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 
 from analysis import lineage as lin
+from config import PipelineConfig
 from metadata import mlmd
 from orchestration import provenance
 
@@ -22,6 +24,11 @@ NOT_IN_LINEAGE = {"FileCheck", "previous_blessed_model_resolver"}
 
 def _args(workspace, version="latest", fmt="text", output=None):
     return argparse.Namespace(workspace=str(workspace), version=version, format=fmt, output=output)
+
+
+def _cli_lineage(workspace, **options):
+    """`cvrank lineage` with `options` on the workspace's default settings."""
+    return lin.cli_lineage(_args(workspace, **options), PipelineConfig(workspace=str(workspace)))
 
 
 def _store(config):
@@ -65,15 +72,15 @@ def _pushed_version(store, pipeline_name, run_id):
 
 
 def test_a_workspace_without_a_store_has_no_pushed_model(tmp_path, capsys):
-    assert lin.cli_lineage(_args(tmp_path)) == 2
+    assert _cli_lineage(tmp_path) == 2
     err = capsys.readouterr().err
     assert err.startswith("cvrank lineage: no pushed model: workspace ") and str(tmp_path) in err
     assert not os.path.exists(os.path.join(tmp_path, "metadata"))  # read only: nothing created
 
 
 def test_a_store_without_pushes_has_no_pushed_model():
-    with pytest.raises(lin.LineageError, match="no pushed model: pipeline 'cvrank' has pushed no version"):
-        lin.model_lineage(mlmd.empty_store(), "cvrank")
+    with pytest.raises(lin.LineageError, match="no pushed model: nothing was pushed to "):
+        lin.model_lineage(mlmd.empty_store(), PipelineConfig())
 
 
 def test_render_without_graphviz_names_dot(tmp_path, monkeypatch):
@@ -104,7 +111,7 @@ def test_lineage_names_exactly_the_executions_and_artifacts_that_produced_the_mo
     config, run_ids, store = history
     for run_id in run_ids:
         version, pushed_id = _pushed_version(store, config.pipeline_name, run_id)
-        lineage = lin.model_lineage(store, config.pipeline_name, version)
+        lineage = lin.model_lineage(store, config, version)
         assert lineage.version == version and lineage.pushed_model.id == pushed_id
         assert lineage.pushing_run == run_id
         executions, artifacts = _producers_and_inputs(store, pushed_id)
@@ -120,7 +127,7 @@ def test_lineage_names_exactly_the_executions_and_artifacts_that_produced_the_mo
 
     # The first run executed everything its model came from.
     first = _run_executions(store, config.pipeline_name, run_ids[0])
-    lineage = lin.model_lineage(store, config.pipeline_name, _pushed_version(store, config.pipeline_name, run_ids[0])[0])
+    lineage = lin.model_lineage(store, config, _pushed_version(store, config.pipeline_name, run_ids[0])[0])
     assert set(lineage.execution_ids) == {e.id for n, e in first.items() if n not in NOT_IN_LINEAGE}
     assert {n.state for n in lineage.nodes.values()} == {lin.EXECUTED}
 
@@ -131,7 +138,7 @@ def test_nodes_the_pushing_run_reused_are_cached_from_the_run_that_executed_them
     first = _run_executions(store, config.pipeline_name, first_run)
     second = _run_executions(store, config.pipeline_name, second_run)
     states = mlmd.run_node_states(store, config.pipeline_name, second_run)
-    lineage = lin.model_lineage(store, config.pipeline_name, _pushed_version(store, config.pipeline_name, second_run)[0])
+    lineage = lin.model_lineage(store, config, _pushed_version(store, config.pipeline_name, second_run)[0])
     assert lineage.pushing_run == second_run
     assert {n.state for n in lineage.nodes.values()} == {lin.EXECUTED, lin.CACHED, lin.OTHER_RUN}
 
@@ -155,7 +162,7 @@ def test_nodes_the_pushing_run_reused_are_cached_from_the_run_that_executed_them
 @pytest.mark.slow
 def test_each_node_carries_its_runs_commit_and_its_parameters(history):
     config, run_ids, store = history
-    lineage = lin.model_lineage(store, config.pipeline_name, _pushed_version(store, config.pipeline_name, run_ids[1])[0])
+    lineage = lin.model_lineage(store, config, _pushed_version(store, config.pipeline_name, run_ids[1])[0])
     checkout = provenance.code_properties()[provenance.GIT_COMMIT]
     for node in lineage.nodes.values():
         recorded = mlmd.run_properties(store, node.run_id)
@@ -203,7 +210,7 @@ def test_each_node_carries_its_runs_commit_and_its_parameters(history):
 @pytest.mark.slow
 def test_text_names_every_node_and_dot_draws_every_node_through_graphviz(history, tmp_path):
     config, run_ids, store = history
-    lineage = lin.model_lineage(store, config.pipeline_name, _pushed_version(store, config.pipeline_name, run_ids[1])[0])
+    lineage = lin.model_lineage(store, config, _pushed_version(store, config.pipeline_name, run_ids[1])[0])
     text = lin.format_text(lineage)
     assert text.startswith(f"model version {lineage.version} of {config.pipeline_name}: "
                            f"PushedModel {lineage.pushed_model.id} at ")
@@ -233,27 +240,27 @@ def test_text_names_every_node_and_dot_draws_every_node_through_graphviz(history
 def test_unknown_version_is_an_error_naming_it_and_the_pushed_ones(history, capsys):
     config, run_ids, store = history
     ours = [_pushed_version(store, config.pipeline_name, r)[0] for r in run_ids]
-    with pytest.raises(lin.LineageError, match=r"no pushed model version 9999 of pipeline 'cvrank' "
+    with pytest.raises(lin.LineageError, match=rf"no pushed model version 9999 in {re.escape(config.serving_dir)} "
                                                r"\(pushed versions: [0-9, ]+\)") as raised:
-        lin.model_lineage(store, config.pipeline_name, "9999")
+        lin.model_lineage(store, config, "9999")
     listed = str(raised.value).rsplit("pushed versions: ", 1)[1].rstrip(")").split(", ")
     assert set(ours) <= set(listed) and listed == sorted(listed, key=int)
     with pytest.raises(lin.LineageError, match="'beta' is not a version number"):
-        lin.model_lineage(store, config.pipeline_name, "beta")
-    assert lin.cli_lineage(_args(config.workspace, version="9999")) == 2
+        lin.model_lineage(store, config, "beta")
+    assert _cli_lineage(config.workspace, version="9999") == 2
     err = capsys.readouterr().err
     assert err.startswith(f"cvrank lineage: workspace {config.workspace}: no pushed model version 9999 ")
 
-    assert lin.cli_lineage(_args(config.workspace, version=f"v{ours[0]}", fmt="dot")) == 0
+    assert _cli_lineage(config.workspace, version=f"v{ours[0]}", fmt="dot") == 0
     out = capsys.readouterr().out
-    assert out == lin.to_dot(lin.model_lineage(store, config.pipeline_name, ours[0]))
+    assert out == lin.to_dot(lin.model_lineage(store, config, ours[0]))
 
 
 @pytest.mark.slow
 def test_cli_without_graphviz_exits_2_and_writes_nothing(history, tmp_path, monkeypatch, capsys):
     config, _, _ = history
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert lin.cli_lineage(_args(config.workspace, fmt="png", output=str(tmp_path / "l.png"))) == 2
+    assert _cli_lineage(config.workspace, fmt="png", output=str(tmp_path / "l.png")) == 2
     assert "`dot` is not installed" in capsys.readouterr().err
     assert not (tmp_path / "l.png").exists()
 
@@ -289,7 +296,7 @@ def test_an_index_update_is_the_top_and_its_source_push_continues_the_lineage(in
 
     config, run_id, result = indexed
     store = _store(config)
-    lineage = lin.model_lineage(store, config.pipeline_name, "latest")
+    lineage = lin.model_lineage(store, config, "latest")
     assert lineage.version == str(result.version)
     root = lineage.root
     assert (root.execution_id, root.node_id, root.state, root.run_id) == (
@@ -298,7 +305,7 @@ def test_an_index_update_is_the_top_and_its_source_push_continues_the_lineage(in
 
     source_version, source_id = _pushed_version(store, config.pipeline_name, run_id)
     assert str(result.source_version) == source_version
-    source = lin.model_lineage(store, config.pipeline_name, source_version)
+    source = lin.model_lineage(store, config, source_version)
     cv_files = [a for key, a in root.inputs if key == "cvs"]
     assert [a.type for a in cv_files] == [CV_FILE_TYPE] and cv_files[0].producer is None
     with open(cv_files[0].uri, "rb") as f:
@@ -324,11 +331,11 @@ def test_an_index_update_is_the_top_and_its_source_push_continues_the_lineage(in
 @pytest.mark.slow
 def test_a_picture_goes_to_the_workspace_reports_by_default(indexed, capsys):
     config, _, result = indexed
-    assert lin.cli_lineage(_args(config.workspace, fmt="svg")) == 0
+    assert _cli_lineage(config.workspace, fmt="svg") == 0
     path = capsys.readouterr().out.strip()
     assert path == os.path.join(config.workspace, "reports", f"lineage-v{result.version}.svg")
     assert ElementTree.parse(path).getroot().tag == "{http://www.w3.org/2000/svg}svg"
 
-    assert lin.cli_lineage(_args(config.workspace, version=str(result.version))) == 0
+    assert _cli_lineage(config.workspace, version=str(result.version)) == 0
     text = capsys.readouterr().out
-    assert text == lin.format_text(lin.model_lineage(_store(config), config.pipeline_name, str(result.version)))
+    assert text == lin.format_text(lin.model_lineage(_store(config), config, str(result.version)))

@@ -4,7 +4,6 @@ tiny pipeline runs, real ML Metadata, a real kernel, a real JupyterLab over HTTP
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import queue
@@ -20,6 +19,7 @@ import urllib.request
 import nbformat
 import pytest
 
+from cvrank import cli
 from analysis import notebook_server, report
 from analysis import sliced_metrics as sm
 from config import PROJECT_ROOT
@@ -191,15 +191,13 @@ def test_the_notebook_shows_exactly_the_evaluators_slices(history, latest_report
 @pytest.mark.slow
 def test_the_report_command_writes_html_and_names_a_bad_run(history, tmp_path, capsys):
     version = _pushed_version(history.config, history.run_ids[0])
-    args = argparse.Namespace(workspace=history.config.workspace, run=version, output=str(tmp_path / "v"))
-    assert report.cli_report(args) == 0
+    assert cli.main(["report", version, "--workspace", history.config.workspace, "--output", str(tmp_path / "v")]) == 0
     html = capsys.readouterr().out.strip()
     assert html == str(tmp_path / "v" / report.HTML_NAME) and os.path.getsize(html) > 10000
     nb = nbformat.read(str(tmp_path / "v" / report.EXECUTED_NAME), as_version=4)
     assert f"evaluation: model version {version}, pushed by run {history.run_ids[0]}" in _outputs_text(nb)
 
-    bad = argparse.Namespace(workspace=history.config.workspace, run="bogus", output=str(tmp_path / "bad"))
-    assert report.cli_report(bad) == 1
+    assert cli.main(["report", "bogus", "--workspace", history.config.workspace, "--output", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cvrank report: no run 'bogus' of pipeline 'cvrank'") and not os.path.exists(tmp_path / "bad")
 
@@ -285,10 +283,9 @@ def _get(url, token=None):
 
 @pytest.mark.slow
 def test_the_notebook_server_serves_with_its_token_and_stops_on_ctrl_c(tmp_path):
-    code = ("import argparse, sys; from analysis.notebook_server import cli_notebook; "
-            f"sys.exit(cli_notebook(argparse.Namespace(workspace={str(tmp_path)!r}, port=0)))")
     env = dict(os.environ, PYTHONPATH=PROJECT_ROOT)
-    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "cvrank.cli", "notebook", "--workspace", str(tmp_path), "--port", "0"],
+                               env=env, stdout=subprocess.PIPE, text=True)
     printed = _Lines(process)
     try:
         found = printed.until(r"(http://127\.0\.0\.1:(\d+))/lab/tree/sliced_metrics\.ipynb\?token=([0-9a-f]{48})",

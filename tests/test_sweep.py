@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shutil
 
 import pytest
 
@@ -91,6 +92,17 @@ def test_run_rows_count_executed_cached_and_failed_nodes_and_what_the_cache_save
     assert "(not recorded)" in table[1] and "epochs=3" in table[2] and " Trainer " in table[2]
 
 
+def test_a_sweep_on_a_busy_workspace_stops_before_its_first_run(tmp_path):
+    from tests.lock_support import lock_holders
+
+    with lock_holders() as start:
+        start(tmp_path, "cvrank", "another run")
+        code, out, err = _cli("sweep", "epochs=5,6", "--workspace", str(tmp_path))
+    assert code == 3, out + err
+    assert "another run" in err and "stopped after 0 of 2 runs" in err
+    assert "best MAP first" not in out and not os.path.exists(tmp_path / "metadata" / "cvrank.sqlite")
+
+
 def test_runs_of_an_empty_workspace(tmp_path):
     code, out, _ = _cli("runs", "--workspace", str(tmp_path))
     assert code == 0 and out.startswith("no runs of cvrank")
@@ -166,9 +178,12 @@ def test_runs_lists_the_sweep_runs_with_their_settings_and_metrics(tiny_history)
 
 
 @pytest.mark.slow
-def test_window_sweep_reruns_cooccurrence_not_transform(tiny_history):
-    # Appends two runs to the shared history; the other tests name the runs they look at.
-    sweep = run_sweep(tiny_history.config.workspace, "window_size=3,5")
+def test_window_sweep_reruns_cooccurrence_not_transform(tiny_history, tmp_path):
+    # On a copy of the history's records, which the other tests read unchanged (the copy's ML Metadata
+    # still points at the history's artifacts, which the sweep only reads).
+    for part in ("metadata", "serving"):
+        shutil.copytree(os.path.join(tiny_history.config.workspace, part), tmp_path / part)
+    sweep = run_sweep(tmp_path, "window_size=3,5")
     assert sweep.exit_code == 0, sweep.output
     store = mlmd.open_store(sweep.config.metadata_connection())
     for run_id in sweep.run_ids:
