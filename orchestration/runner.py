@@ -69,10 +69,8 @@ def launch_node(bound_ir: pipeline_pb2.Pipeline, node_id: str,
     )
     mlmd.prepare_location(connection_config)
     if run_properties:
-        from ml_metadata import metadata_store
-
         run_id = bound_ir.runtime_spec.pipeline_run_id.field_value.string_value
-        mlmd.record_run(metadata_store.MetadataStore(connection_config), run_id, run_properties)
+        mlmd.record_run(mlmd.open_store(connection_config), run_id, run_properties)
     for node in bound_ir.nodes:
         pipeline_node = node.pipeline_node
         if pipeline_node.node_info.id != node_id:
