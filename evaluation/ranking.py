@@ -39,7 +39,7 @@ Jobs without a relevant CV
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, List, Optional
 
 import numpy as np
 
@@ -206,6 +206,44 @@ def mean_over_jobs(
         else:
             excluded += w
     return RankingAggregate(total / used if used > 0 else float("nan"), used, excluded)
+
+
+def mean_average_precisions(relevance: np.ndarray, scores: np.ndarray,
+                             relevance_thresholds: Iterable[float]) -> List[float]:
+    """MAP at each of `relevance_thresholds` for jobs that share their candidates: `relevance` and
+    `scores` are [n_jobs, n_candidates] matrices. Each value is what ``mean_average_precision`` gives
+    for the rows at that threshold, up to floating-point rounding (NaN when no job has a relevant CV).
+
+    Faster for many score matrices (a grid search): a row is sorted once, without its indices, and only
+    the relevant candidates are ranked in it; a row where a relevant candidate's score is tied or NaN is
+    ranked in full, as ``rank_order`` does."""
+    rel = np.asarray(relevance, dtype=np.float64)
+    sc = np.asarray(scores, dtype=np.float64)
+    if rel.ndim != 2 or rel.shape != sc.shape:
+        raise ValueError(f"relevance and scores must be matrices of one shape: {rel.shape} != {sc.shape}")
+    thresholds = [check_relevance_threshold(t) for t in relevance_thresholds]
+    n = rel.shape[1]
+    ascending = np.sort(sc, axis=1)  # NaN last
+    totals, used = [0.0] * len(thresholds), [0] * len(thresholds)
+    for row in range(rel.shape[0]):
+        candidates = np.flatnonzero(rel[row] >= min(thresholds))
+        if candidates.size == 0:
+            continue
+        values = sc[row, candidates]
+        right = np.searchsorted(ascending[row], values, side="right")
+        if np.isnan(ascending[row, -1]) or np.any(right - np.searchsorted(ascending[row], values, side="left") > 1):
+            ranks = np.empty(n, dtype=np.int64)
+            ranks[rank_order(sc[row])] = np.arange(1, n + 1)
+            ranks = ranks[candidates]
+        else:  # 1 + the number of candidates scored higher
+            ranks = n - right + 1
+        grades = rel[row, candidates]
+        for k, threshold in enumerate(thresholds):
+            ranked = np.sort(ranks[grades >= threshold]).astype(np.float64)
+            if ranked.size:  # AP: precision at the rank of each relevant candidate, averaged
+                totals[k] += float(np.sum(np.arange(1, ranked.size + 1) / ranked) / ranked.size)
+                used[k] += 1
+    return [total / count if count else float("nan") for total, count in zip(totals, used)]
 
 
 def mean_average_precision(

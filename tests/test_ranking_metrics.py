@@ -51,6 +51,27 @@ def test_average_precision_by_hand():
     assert ranking.average_precision([1, 0, 0], [0.1, 0.5, 0.3]) == pytest.approx(1 / 3)
 
 
+def test_mean_average_precisions_of_a_matrix_equal_the_per_job_map_at_each_threshold():
+    rng = np.random.default_rng(7)
+    relevance = rng.choice([0.0, 0.0, 0.0, 1.0, 2.0], size=(40, 60))
+    relevance[3] = 0.0  # a job without any relevant CV
+    relevance[5] = np.where(relevance[5] == 2.0, 1.0, relevance[5])  # one without a grade-2 CV
+    scores = rng.normal(size=(40, 60))
+    scores[7] = 0.5  # a constant row: ranked by index
+    scores[9, ::3] = scores[9, 0]  # ties within a row
+    scores[11, 4] = np.nan  # NaN ranks last
+    lenient, strict = ranking.mean_average_precisions(relevance, scores, (1.0, 2.0))
+    assert lenient == pytest.approx(ranking.mean_average_precision(relevance, scores, 1.0).value, rel=1e-12, abs=0)
+    assert strict == pytest.approx(ranking.mean_average_precision(relevance, scores, 2.0).value, rel=1e-12, abs=0)
+    # Rows without ties or NaN take the sorted-scores path; rows with them, the full ranking: both count.
+    clean = rng.normal(size=(40, 60))
+    assert ranking.mean_average_precisions(relevance, clean, (1.0,))[0] == pytest.approx(
+        ranking.mean_average_precision(relevance, clean, 1.0).value, rel=1e-12, abs=0)
+    assert np.isnan(ranking.mean_average_precisions(np.zeros((2, 3)), np.ones((2, 3)), (1.0,))[0])
+    with pytest.raises(ValueError, match="one shape"):
+        ranking.mean_average_precisions(relevance, scores[:, :5], (1.0,))
+
+
 def test_mean_average_precision_by_hand():
     scores = [[0.9, 0.8, 0.7, 0.6, 0.5], [0.1, 0.2, 0.3, 0.4, 0.5]]
     relevance = [[2, 0, 1, 0, 0], [1, 0, 0, 0, 1]]

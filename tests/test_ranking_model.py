@@ -126,6 +126,18 @@ def test_fit_finds_the_better_ranking_and_prefers_the_simplest(model):
         fusion.fit_fusion(np.zeros_like(labels), scores[outputs.EMBEDDING], scores[outputs.BM25], tfidf)
 
 
+def test_feedback_of_fewer_cvs_is_the_first_part_of_one_similarity_product():
+    from scipy import sparse
+
+    rng = np.random.default_rng(3)
+    tfidf = sparse.random(30, 50, density=0.2, format="csr", random_state=4)
+    first = rng.normal(size=(6, 30))
+    first[2, :10] = first[2, 0]  # ties: lower index first
+    similarity = fusion.top_similarity(first, tfidf, 5)
+    for docs in (1, 2, 3, 5):
+        assert np.array_equal(fusion.decayed_feedback(similarity[:, :docs]), fusion.feedback_scores(first, tfidf, docs))
+
+
 def test_index_rebuild_keeps_everything_and_reweights_terms(model, tmp_path):
     m, cv_texts = model
     m.set_fusion(FusionParams(True, 0.3, 0.2, 2))

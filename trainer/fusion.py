@@ -41,25 +41,40 @@ def tfidf_matrix(index: LexicalIndex, n_cvs: int) -> sparse.csr_matrix:
                              shape=(n_cvs, index.n_columns))
 
 
-def feedback_scores(first: np.ndarray, tfidf: sparse.csr_matrix, docs: int) -> np.ndarray:
-    """[n_jobs, n_cvs]: each CV's TF-IDF cosine with the first `docs` CVs of `first` (ties: lower index
-    first), weighted FEEDBACK_DECAY ** rank normalised to sum 1, leaving out a CV's similarity to itself."""
+def top_similarity(first: np.ndarray, tfidf: sparse.csr_matrix, docs: int) -> np.ndarray:
+    """[n_jobs, k, n_cvs], k = min(docs, n_cvs): each CV's TF-IDF cosine with each job's k best CVs of
+    `first` in rank order (ties: lower index first), its similarity to itself left out (0)."""
     n_jobs, n_cvs = first.shape
     k = min(docs, n_cvs)
     top = np.argsort(-first, axis=1, kind="stable")[:, :k]
-    decay = FEEDBACK_DECAY ** np.arange(k)
-    decay = decay / decay.sum()
     similarity = (tfidf[top.reshape(-1)] @ tfidf.T).toarray().reshape(n_jobs, k, n_cvs)
-    rows = np.arange(n_jobs)[:, None]
-    similarity[rows, np.arange(k)[None, :], top] = 0.0
-    return np.einsum("k,jkn->jn", decay, similarity)
+    similarity[np.arange(n_jobs)[:, None], np.arange(k)[None, :], top] = 0.0
+    return similarity
+
+
+def decayed_feedback(similarity: np.ndarray) -> np.ndarray:
+    """[n_jobs, n_cvs]: `top_similarity` over its k feedback CVs, weighted FEEDBACK_DECAY ** rank
+    normalised to sum 1. The first m of a `top_similarity` of more CVs give the feedback of m CVs."""
+    k = similarity.shape[1]
+    decay = FEEDBACK_DECAY ** np.arange(k)
+    return np.einsum("k,jkn->jn", decay / decay.sum(), similarity)
+
+
+def feedback_scores(first: np.ndarray, tfidf: sparse.csr_matrix, docs: int) -> np.ndarray:
+    """[n_jobs, n_cvs]: each CV's TF-IDF cosine with the first `docs` CVs of `first` (ties: lower index
+    first), weighted FEEDBACK_DECAY ** rank normalised to sum 1, leaving out a CV's similarity to itself."""
+    return decayed_feedback(top_similarity(first, tfidf, docs))
+
+
+def _feedback_term(first: np.ndarray, decayed: np.ndarray) -> np.ndarray:
+    matched = first.std(axis=1, keepdims=True) > 0
+    return matched * standardise(decayed)
 
 
 def feedback_term(first: np.ndarray, tfidf: sparse.csr_matrix, docs: int) -> np.ndarray:
     """z(feedback) of the served score for the first pass `first`; 0 for a job whose first pass is
     constant (a query that matches nothing)."""
-    matched = first.std(axis=1, keepdims=True) > 0
-    return matched * standardise(feedback_scores(first, tfidf, docs))
+    return _feedback_term(first, feedback_scores(first, tfidf, docs))
 
 
 def fused_scores(embedding: np.ndarray, bm25: np.ndarray, tfidf: sparse.csr_matrix, params: FusionParams) -> np.ndarray:
@@ -87,8 +102,8 @@ class FusionFit:
 def objective(labels: np.ndarray, scores: np.ndarray) -> float:
     """Mean of lenient and strict MAP over the jobs (lenient MAP alone when no job has a strict relevant
     CV); NaN when no job has a relevant CV."""
-    lenient = ranking.mean_average_precision(labels, scores, ranking.DEFAULT_RELEVANCE_THRESHOLD).value
-    strict = ranking.mean_average_precision(labels, scores, ranking.STRICT_RELEVANCE_THRESHOLD).value
+    lenient, strict = ranking.mean_average_precisions(
+        labels, scores, (ranking.DEFAULT_RELEVANCE_THRESHOLD, ranking.STRICT_RELEVANCE_THRESHOLD))
     return lenient if math.isnan(strict) else (lenient + strict) / 2.0
 
 
@@ -107,10 +122,12 @@ def fit_fusion(labels: np.ndarray, embedding: np.ndarray, bm25: np.ndarray, tfid
         z_first = standardise(first)
         settings: List[Tuple[float, int]] = [(0.0, FEEDBACK_DOCS[0])]
         settings += [(g, m) for g, m in itertools.product(FEEDBACK_WEIGHTS, FEEDBACK_DOCS) if g > 0]
+        # One similarity product for the most feedback CVs; fewer CVs are its first rows.
+        similarity = top_similarity(first, tfidf, max(FEEDBACK_DOCS))
         feedback = {}
         for g, m in settings:
             if g > 0 and m not in feedback:
-                feedback[m] = feedback_term(first, tfidf, m)
+                feedback[m] = _feedback_term(first, decayed_feedback(similarity[:, :m]))
             scores = z_first + g * feedback[m] if g > 0 else z_first
             value = objective(labels, scores)
             if value > best[0]:
