@@ -128,6 +128,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--corpus', choices=['auto', 'onet', 'synthetic'], default='auto')
   parser.add_argument('--data', default=os.path.join(PROJECT_ROOT, 'data', 'onet'))
+  parser.add_argument('--tokens', type=int, default=3_200_000, help='synthetic corpus size in tokens')
   parser.add_argument('--window', type=int, default=10)
   parser.add_argument('--workers', type=int, default=2, help='DirectRunner workers')
   parser.add_argument('--num-shards', type=int, default=8)
@@ -138,7 +139,7 @@ def main():
 
   use_onet = args.corpus == 'onet' or (args.corpus == 'auto' and os.path.isdir(args.data))
   t0 = time.perf_counter()
-  docs, vocab_size = onet_corpus(args.data) if use_onet else synthetic_corpus()
+  docs, vocab_size = onet_corpus(args.data) if use_onet else synthetic_corpus(args.tokens)
   n_tokens = sum(d.size for d in docs)
   n_in_vocab = sum(int(np.count_nonzero(d >= 0)) for d in docs)
   print(f'corpus: {"onet " + args.data if use_onet else "synthetic Zipf"}: {len(docs)} documents, '

@@ -78,9 +78,9 @@ class PipelineConfig(Settings):
                     "writer at a time); postgresql://USER@HOST[:PORT]/DBNAME for PostgreSQL (concurrent writers: "
                     "Airflow's Celery workers), its password from PGPASSWORD or ~/.pgpass")
     beam_pipeline_args: List[str] = Field(
-        ["--direct_running_mode=multi_processing", "--direct_num_workers=0"],
-        description="Apache Beam options of every Beam-based node (JSON list or space-separated on the CLI); "
-                    "default: DirectRunner with one worker process per core")
+        [], description="Apache Beam options of every Beam-based node (JSON list or space-separated on the CLI); "
+                        "empty: the DirectRunner, in one process for a small dataset, else with one worker "
+                        "process per core (the size that decides: pipeline/beam.py)")
     # Transform.
     vocab_min_count: int = Field(5, ge=1, description="Transform: a word enters the vocabulary from this many occurrences")
     vocab_max_size: int = Field(0, ge=0, description="Transform: largest vocabulary, most frequent words first (0: no limit)")

@@ -22,6 +22,7 @@ from components.file_check.component import FileCheck
 from components.evaluator.component import Evaluator
 from components.pusher.component import Pusher
 from config import PROJECT_ROOT, PipelineConfig
+from pipeline import beam
 from pipeline.baseline import previous_blessed_model_resolver
 from pipeline.eval_config import build_eval_config
 from components.glove_trainer.component import GloveTrainer
@@ -165,5 +166,5 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
                     trainer, baseline, evaluator, pusher],
         enable_cache=True,
         metadata_connection_config=config.metadata_connection(),
-        beam_pipeline_args=list(config.beam_pipeline_args),
+        beam_pipeline_args=beam.beam_pipeline_args(config),
     )

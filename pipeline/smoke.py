@@ -12,6 +12,7 @@ from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.orchestration.pipeline import Pipeline
 
 from config import PipelineConfig
+from pipeline import beam
 
 
 def create_smoke_pipeline(csv_dir: str, config: PipelineConfig) -> Pipeline:
@@ -26,7 +27,7 @@ def create_smoke_pipeline(csv_dir: str, config: PipelineConfig) -> Pipeline:
         components=[example_gen, statistics_gen, schema_gen],
         enable_cache=True,
         metadata_connection_config=config.metadata_connection(smoke_metadata_path(config)),
-        beam_pipeline_args=list(config.beam_pipeline_args),
+        beam_pipeline_args=beam.beam_pipeline_args(config),
     )
 
 

@@ -1,0 +1,36 @@
+"""The Apache Beam options of the pipeline's Beam-based nodes.
+
+`beam_pipeline_args` given (setting, CLI `--set`, DAG run conf) are used as they are. Left empty, the
+DirectRunner runs each node in this process for a dataset below MULTI_PROCESS_FROM_BYTES of CSV files,
+and with one worker process per core from there on. Worker processes each start an interpreter that
+imports TFX and Beam and exchange data between processes: measured on 2 cores, that fixed and per-record
+cost outweighed the second core for every node on the bundled dataset (a cold run 99 s in one process
+against 142 s with two workers), and for CooccurrenceGen up to 8 times its corpus (25.6 M tokens:
+`benchmarks/cooccurrence_throughput.py --corpus synthetic --tokens N --workers 1|2`). The threshold sits
+above the largest size measured; more cores, or a cluster runner, are chosen through `beam_pipeline_args`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List
+
+from config import PipelineConfig
+from dataset.files import dataset_files
+
+MULTI_PROCESS_FROM_BYTES = 256 * 1024 * 1024
+IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+MULTI_PROCESS = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+
+
+def dataset_bytes(data_dir: str) -> int:
+    """The total size of the dataset's CSV files (0 for a missing directory: FileCheck reports it)."""
+    return sum(os.path.getsize(path) for paths in dataset_files(data_dir).values() for path in paths
+               if os.path.isfile(path))
+
+
+def beam_pipeline_args(config: PipelineConfig) -> List[str]:
+    """The Beam options of the pipeline of `config` (module docstring)."""
+    if config.beam_pipeline_args:
+        return list(config.beam_pipeline_args)
+    return MULTI_PROCESS if dataset_bytes(config.data_dir) >= MULTI_PROCESS_FROM_BYTES else IN_PROCESS
