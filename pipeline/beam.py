@@ -8,6 +8,10 @@ cost outweighed the second core for every node on the bundled dataset (a cold ru
 against 142 s with two workers), and for CooccurrenceGen up to 8 times its corpus (25.6 M tokens:
 `benchmarks/cooccurrence_throughput.py --corpus synthetic --tokens N --workers 1|2`). The threshold sits
 above the largest size measured; more cores, or a cluster runner, are chosen through `beam_pipeline_args`.
+
+Both name Beam's FnApiRunner, which the DirectRunner hands these pipelines to in the end: the DirectRunner
+first tries the Prism runner, which it downloads (without network access the attempt costs about 0.7 s
+per Beam pipeline, 8 s of a cold run; with it, the nodes would run on a binary fetched at run time).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from config import PipelineConfig
 from dataset.files import dataset_files
 
 MULTI_PROCESS_FROM_BYTES = 256 * 1024 * 1024
-IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-MULTI_PROCESS = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+FN_API_RUNNER = "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+IN_PROCESS = [FN_API_RUNNER, "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+MULTI_PROCESS = [FN_API_RUNNER, "--direct_running_mode=multi_processing", "--direct_num_workers=0"]
 
 
 def dataset_bytes(data_dir: str) -> int:

@@ -28,13 +28,12 @@ def run_sweep(workspace, *grid: str) -> Sweep:
     from metadata import mlmd
     from tests.test_pipeline_e2e import TINY, tiny_settings
 
-    settings = {k: v for k, v in tiny_settings().items() if k not in ("data_dir", "beam_pipeline_args")}
+    settings = {k: v for k, v in tiny_settings().items() if k != "data_dir"}
     config = PipelineConfig(**tiny_settings(), workspace=str(workspace))
     store_exists = mlmd.has_store(config.metadata_connection())
     before = {r.run_id for r in run_rows(mlmd.open_store(config.metadata_connection()), config.pipeline_name)} \
         if store_exists else set()
-    args = ["sweep", *grid, "--data", TINY, "--workspace", str(workspace),
-            "--set", "beam_pipeline_args=--direct_num_workers=1"]
+    args = ["sweep", *grid, "--data", TINY, "--workspace", str(workspace)]
     for key, value in settings.items():
         if key not in {g.partition("=")[0] for g in grid}:
             args += ["--set", f"{key}={value}"]

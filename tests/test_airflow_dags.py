@@ -272,7 +272,7 @@ def test_smoke_dag_run_executes_every_node(deployment, tmp_path):
 
     env, workspace, _ = deployment
     _write_rows(tmp_path / "data" / "jobs" / "rows.csv")
-    conf = {"data_dir": str(tmp_path / "data"), "beam_pipeline_args": ["--direct_num_workers=1"]}
+    conf = {"data_dir": str(tmp_path / "data")}
     result = _airflow(["dags", "test", "cvrank_smoke", "-c", json.dumps(conf)], env, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
 

@@ -77,8 +77,7 @@ def test_shared_recovery_cancels_only_executions_no_live_task_claims(tmp_path, s
 @pytest.mark.slow  # launches a real TFX node (CsvExampleGen, Beam)
 def test_run_node_waits_for_the_lock_then_retries_a_killed_attempt_cleanly(tmp_path):
     _write_rows(tmp_path / "data" / "jobs" / "rows.csv")
-    conf = {"data_dir": str(tmp_path / "data"), "workspace": str(tmp_path / "ws"),
-            "beam_pipeline_args": ["--direct_num_workers=1"]}
+    conf = {"data_dir": str(tmp_path / "data"), "workspace": str(tmp_path / "ws")}
     run_id = "manual__2026-12-07T10:00:00.123456+00:00"
     ir_path = airflow_tasks.prepare("smoke", json.dumps(conf), run_id)
     config = PipelineConfig.create(conf)
@@ -172,8 +171,7 @@ def test_with_postgres_node_tasks_share_the_lock_and_leave_live_tasks_alone(tmp_
     """ML Metadata on PostgreSQL: a node task runs while another task holds the lock (shared), leaves that
     task's RUNNING execution alone and recovers the one a dead task left; once the other task has died, its
     node's own task recovers that execution and runs it again."""
-    conf = {"data_dir": TINY, "workspace": str(tmp_path / "ws"), "metadata_uri": postgres(),
-            "beam_pipeline_args": ["--direct_num_workers=1"]}
+    conf = {"data_dir": TINY, "workspace": str(tmp_path / "ws"), "metadata_uri": postgres()}
     config = PipelineConfig.create(conf)
     run_id = "manual__2026-12-07T10:00:00.123456+00:00"
     ir_path = airflow_tasks.prepare("cvrank", json.dumps(conf), run_id)

@@ -37,10 +37,11 @@ from metadata import mlmd
 from orchestration.summary import summarize
 from orchestration import runner
 from pipeline.pipeline import create_pipeline
+from pipeline.beam import IN_PROCESS
 
 TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
 SCHEMAS = os.path.join(PROJECT_ROOT, "pipeline", "schemas")
-BEAM_ARGS = ["--direct_num_workers=1"]
+BEAM_ARGS = IN_PROCESS
 SLICE_FEATURES = ("major_group", "text_words_bucket")
 
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
 # Small and fast; map_tolerance 1 blesses every model above the floor, so each new seed pushes.
 SETTINGS = {"vocab_min_count": "2", "embedding_dim": "16", "epochs": "5", "batch_size": "2048",
-            "beam_pipeline_args": "--direct_num_workers=1", "map_tolerance": "1"}
+            "map_tolerance": "1"}
 UPSTREAM = ["FileCheck", "texts_example_gen", "jobs_example_gen", "judgments_example_gen", "DataCheck",
             "Transform", "CooccurrenceGen"]
 

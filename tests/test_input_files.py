@@ -24,6 +24,7 @@ import pytest
 
 from dataset import files
 from dataset.files import InputFileError, Problem
+from pipeline.beam import IN_PROCESS
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
@@ -512,7 +513,7 @@ def test_split_kind_rejects_patterns_without_a_kind(pattern):
 
 # ---- real TFX: FileCheck and DatasetExampleGen ---------------------------------------------------
 
-BEAM_ARGS = ["--direct_num_workers=1"]
+BEAM_ARGS = IN_PROCESS
 PIPELINE_NAME = "input-files-test"
 SCHEMAS = os.path.join(PROJECT_ROOT, "pipeline", "schemas")
 # A CV with a quoted multi-line field, added to both copies of the tiny dataset.

@@ -23,10 +23,11 @@ from metadata import mlmd
 from orchestration import airflow_tasks, node_client
 from pipeline.smoke import smoke_metadata_path, smoke_nodes
 from tests.test_smoke_pipeline import _write_rows
+from pipeline.beam import IN_PROCESS
 
 _ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (PROJECT_ROOT, os.environ.get("PYTHONPATH")) if p)}
 _CLIENT = "import sys\nfrom orchestration import node_client\nnode_client.run_node(*sys.argv[1:4])\n"
-_ONE_WORKER = ["--direct_num_workers=1"]  # Beam in-process: quicker than the default worker processes
+_ONE_WORKER = IN_PROCESS
 
 
 class Server:

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 def tiny_settings(data_dir=TINY, **overrides):
     """Settings that keep a run on the tiny dataset short."""
     return {**dict(data_dir=str(data_dir), vocab_min_count=2, embedding_dim=16, epochs=5, batch_size=2048,
-                   map_floor=0.05, beam_pipeline_args=["--direct_num_workers=1"]), **overrides}
+                   map_floor=0.05), **overrides}
 
 
 def tiny_config(workspace, data_dir=TINY, **overrides):

@@ -25,6 +25,7 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx.types import artifact_utils
 
 from evaluation import ranking, tfma_metrics
+from pipeline.beam import IN_PROCESS
 
 MODULE = "evaluation.tfma_metrics"
 
@@ -1043,7 +1044,7 @@ def _run_evaluator(root, examples, candidate, baseline=None, bless_over_bm25=Fal
         baseline.id = 2
         inputs["baseline_model"] = [baseline]
     eval_config = build_eval_config(PipelineConfig(bless_over_bm25=bless_over_bm25, map_floor=map_floor))
-    context = executor.Executor.Context(beam_pipeline_args=["--direct_num_workers=1"],
+    context = executor.Executor.Context(beam_pipeline_args=IN_PROCESS,
                                         tmp_dir=str(root / run / "tmp"), unique_id="1")
     executor.Executor(context).Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]}, {
         "eval_config": proto_utils.proto_to_json(eval_config), "example_splits": json.dumps(["eval"])})

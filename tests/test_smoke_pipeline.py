@@ -24,7 +24,7 @@ def _write_rows(path, n=24):
 
 def test_smoke_pipeline_runs_then_is_cached(tmp_path):
     _write_rows(tmp_path / "csv" / "rows.csv")
-    config = PipelineConfig(workspace=str(tmp_path / "ws"), beam_pipeline_args=["--direct_num_workers=1"])
+    config = PipelineConfig(workspace=str(tmp_path / "ws"))
     pipeline = create_smoke_pipeline(str(tmp_path / "csv"), config)
 
     first = runner.run_pipeline(pipeline)

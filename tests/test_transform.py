@@ -20,6 +20,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from transform import contract, preprocessing
 from transform.tokenizer import tokenize
+from pipeline.beam import IN_PROCESS
 
 
 def _tokens(texts):
@@ -340,7 +341,7 @@ def test_tfx_transform_component(tmp_path):
         components=[example_gen, schema_gen, transform],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(tmp_path / "metadata.sqlite")),
-        beam_pipeline_args=["--direct_num_workers=1"],
+        beam_pipeline_args=IN_PROCESS,
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
 
