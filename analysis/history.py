@@ -72,7 +72,7 @@ def _is_resolver(store: metadata_store.MetadataStore, execution: mlmd.Execution,
     if execution.type_id not in types:
         [execution_type] = store.get_execution_types_by_id([execution.type_id])
         types[execution.type_id] = execution_type.name
-    return types[execution.type_id].endswith("Resolver") or "resolver" in types[execution.type_id].lower()
+    return "resolver" in types[execution.type_id].lower()
 
 
 def _float(artifact, name: str) -> Optional[float]:
@@ -177,6 +177,11 @@ def common_settings(rows: Sequence[RunRow]) -> Dict[str, object]:
     return {k: v for k, v in recorded[0].items() if all(k in s and s[k] == v for s in recorded[1:])}
 
 
+def yes_no(value: Optional[bool]) -> str:
+    """A blessing (or any known-or-not flag) as the runs table shows it: yes, no, or - when unknown."""
+    return {True: "yes", False: "no", None: "-"}[value]
+
+
 def _cells(row: RunRow, common: Dict[str, object]) -> List[str]:
     def number(value: Optional[float], digits: int) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
@@ -189,7 +194,7 @@ def _cells(row: RunRow, common: Dict[str, object]) -> List[str]:
     return [row.run_id, row.started.strftime("%Y-%m-%d %H:%M:%S"), settings,
             str(len(row.executed)), str(len(row.cached)), ",".join(row.failed) or "-", number(row.map, 4),
             number(row.ndcg10, 4),
-            {True: "yes", False: "no", None: "-"}[row.blessed], row.pushed_version or "-",
+            yes_no(row.blessed), row.pushed_version or "-",
             number(row.wall_seconds, 1), row.commit or "-"]
 
 

@@ -42,6 +42,7 @@ import textwrap
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 
+from analysis import reports_dir
 from config import PipelineConfig
 from evaluation import ranking
 from metadata import mlmd
@@ -728,7 +729,7 @@ def render(dot_text: str, fmt: str, path: str) -> str:
 
 def default_picture_path(workspace: str, version: str, fmt: str) -> str:
     """Where `cvrank lineage --format svg|png` writes without --output: <workspace>/reports/lineage-v<version>.<fmt>."""
-    return os.path.join(workspace, "reports", f"lineage-v{version}.{fmt}")
+    return os.path.join(reports_dir(workspace), f"lineage-v{version}.{fmt}")
 
 
 def cli_lineage(args: argparse.Namespace, config: PipelineConfig) -> int:

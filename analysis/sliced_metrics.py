@@ -28,9 +28,10 @@ import math
 import os
 from typing import Any, List, Mapping, Optional, Sequence
 
+from analysis import reports_dir
 from config.pipeline_config import default, PipelineConfig
 from evaluation import outputs, ranking
-from evaluation.results import BASELINE, CANDIDATE, OVERALL, slice_name
+from evaluation.results import BASELINE, CANDIDATE, OVERALL, metric_values
 from evaluation.slices import SLICE_FEATURES
 from metadata import mlmd
 from serving import pushes
@@ -113,7 +114,7 @@ def location_settings(config: PipelineConfig) -> dict:
 
 def default_output_dir(workspace: str, run_id: str) -> str:
     """Where a report of run `run_id` goes by default: `<workspace>/reports/<run id>`."""
-    return os.path.join(os.path.abspath(workspace), "reports", run_id)
+    return os.path.join(reports_dir(workspace), run_id)
 
 
 def open_workspace(workspace: str, settings: Optional[Mapping[str, Any]] = None):
@@ -253,40 +254,20 @@ def run_history(workspace: Optional[str] = None, settings: Optional[Mapping[str,
 FRAME_COLUMNS = ("slice", "column", "slice_value", "model", "output", "metric", "value", "lower", "upper")
 
 
-def _bound(value) -> float:
-    return float(value.double_value.value) if value.HasField("double_value") else math.nan
-
-
 def metrics_frame(evaluation_uri: str):
     """Every numeric metric of a TFMA output as a pandas DataFrame with columns FRAME_COLUMNS, one row
-    per (slice, model, output, metric): `slice` as `evaluation.results.slice_name` names it, `column` and
-    `slice_value` its slicing column and value ("" for Overall), `model` CANDIDATE or BASELINE, `output`
-    the prediction output (a metric without one counts as the served `scores`), `lower` and `upper` the
-    confidence interval's bounds (NaN when TFMA computed none). Diffs against the baseline are left out
-    (the baseline's own rows are there). Rows are in `slice_order`."""
+    per (slice, model, output, metric) of `evaluation.results.metric_values`: `slice` as
+    `evaluation.results.slice_name` names it, `column` and `slice_value` its slicing column and value
+    ("" for Overall), `model` CANDIDATE or BASELINE, `output` the prediction output (a metric without one
+    counts as the served `scores`), `lower` and `upper` the confidence interval's bounds (NaN when TFMA
+    computed none). Diffs against the baseline are left out (the baseline's own rows are there). Rows are
+    in `slice_order`."""
     import pandas as pd
-    import tensorflow_model_analysis as tfma
 
     rows = []
-    for per_slice in tfma.load_metrics(evaluation_uri):
-        name = slice_name(per_slice.slice_key)
-        column, _, value = name.partition("=") if name != OVERALL else ("", "", "")
-        for kv in per_slice.metric_keys_and_values:
-            if kv.key.is_diff or kv.key.model_name not in ("", CANDIDATE, BASELINE):
-                continue
-            lower = upper = math.nan
-            if kv.value.HasField("double_value"):
-                point = kv.value.double_value.value
-                if kv.HasField("confidence_interval"):
-                    lower = _bound(kv.confidence_interval.lower_bound)
-                    upper = _bound(kv.confidence_interval.upper_bound)
-            elif kv.value.HasField("bounded_value"):  # CIs as older TFMA versions wrote them
-                bounded = kv.value.bounded_value
-                point, lower, upper = bounded.value.value, bounded.lower_bound.value, bounded.upper_bound.value
-            else:
-                continue
-            rows.append((name, column, value, BASELINE if kv.key.model_name == BASELINE else CANDIDATE,
-                         kv.key.output_name or outputs.SERVED, kv.key.name, float(point), lower, upper))
+    for v in metric_values(evaluation_uri):
+        column, _, value = v.slice.partition("=") if v.slice != OVERALL else ("", "", "")
+        rows.append((v.slice, column, value, v.model, v.output, v.metric, v.value, v.lower, v.upper))
     frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
     order = {s: i for i, s in enumerate(slice_order(frame["slice"].unique()))}
     return frame.sort_values(["slice", "model", "output", "metric"], key=lambda col: (
@@ -362,9 +343,11 @@ def history_table(rows):
     blessed, pushed version."""
     import pandas as pd
 
+    from analysis.history import yes_no
+
     return pd.DataFrame([{"run": r.run_id, "started (UTC)": r.started.strftime("%Y-%m-%d %H:%M:%S"),
                           "MAP": r.map, "NDCG@10": r.ndcg10,
-                          "blessed": {True: "yes", False: "no", None: "-"}[r.blessed],
+                          "blessed": yes_no(r.blessed),
                           "pushed": r.pushed_version or "-"} for r in rows])
 
 

@@ -224,7 +224,7 @@ def _cvrank_pipeline(config):
 
 
 def _one_line_report(store, pipeline_name, run_id, order) -> str:
-    from analysis.history import run_rows
+    from analysis.history import run_rows, yes_no
 
     rows = run_rows(store, pipeline_name, [run_id])
     if not rows:
@@ -233,7 +233,7 @@ def _one_line_report(store, pipeline_name, run_id, order) -> str:
     metric = "-" if row.map is None else f"{row.map:.4f}"
     ndcg = "-" if row.ndcg10 is None else f"{row.ndcg10:.4f}"
     return (f"run {run_id}: {len(row.executed)} nodes executed, {len(row.cached)} cached; MAP {metric}, "
-            f"NDCG@10 {ndcg}, blessed {({True: 'yes', False: 'no', None: '-'})[row.blessed]}, "
+            f"NDCG@10 {ndcg}, blessed {yes_no(row.blessed)}, "
             f"pushed {row.pushed_version or '-'}")
 
 

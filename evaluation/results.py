@@ -8,7 +8,8 @@ the served ranking's (`scores`): such are metrics that compare the served rankin
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import math
+from typing import Dict, Iterator, NamedTuple, Tuple
 
 from evaluation import outputs
 
@@ -30,23 +31,53 @@ def slice_name(slice_key) -> SliceName:
     return ", ".join(parts)
 
 
+class MetricValue(NamedTuple):
+    """One numeric metric value of an Evaluator output, with TFMA's confidence interval (NaN bounds when
+    none was computed)."""
+    slice: SliceName
+    model: str  # CANDIDATE or BASELINE
+    output: str
+    metric: str
+    value: float
+    lower: float
+    upper: float
+
+
+def _bound(value) -> float:
+    return float(value.double_value.value) if value.HasField("double_value") else math.nan
+
+
+def metric_values(evaluation_uri: str) -> Iterator[MetricValue]:
+    """Every numeric metric value of the candidate and the baseline model in an Evaluator output, in
+    TFMA's order. Diffs against the baseline and non-numeric values are left out; the candidate is
+    CANDIDATE whether TFMA named it "" (no baseline) or "candidate"."""
+    import tensorflow_model_analysis as tfma
+
+    for per_slice in tfma.load_metrics(evaluation_uri):
+        name = slice_name(per_slice.slice_key)
+        for kv in per_slice.metric_keys_and_values:
+            if kv.key.is_diff or kv.key.model_name not in ("", CANDIDATE, BASELINE) \
+                    or not kv.value.HasField("double_value"):
+                continue
+            lower = upper = math.nan
+            if kv.HasField("confidence_interval"):
+                lower = _bound(kv.confidence_interval.lower_bound)
+                upper = _bound(kv.confidence_interval.upper_bound)
+            yield MetricValue(name, BASELINE if kv.key.model_name == BASELINE else CANDIDATE,
+                              kv.key.output_name or outputs.SERVED, kv.key.name,
+                              float(kv.value.double_value.value), lower, upper)
+
+
 def load_metrics(evaluation_uri: str, model: str = CANDIDATE) -> Dict[SliceName, Dict[OutputMetric, float]]:
     """Metric values per slice of one model from an Evaluator output: {slice: {(output, metric): value}}.
 
     `model` is `CANDIDATE` (the evaluated model; TFMA names it "" when there was no baseline) or
     `BASELINE`. Diffs against the baseline and non-numeric values are left out; a slice appears only
     when it has a value for the model."""
-    import tensorflow_model_analysis as tfma
-
-    names = {CANDIDATE: ("", CANDIDATE), BASELINE: (BASELINE,)}[model]
     result: Dict[SliceName, Dict[OutputMetric, float]] = {}
-    for per_slice in tfma.load_metrics(evaluation_uri):
-        for kv in per_slice.metric_keys_and_values:
-            if kv.key.is_diff or kv.key.model_name not in names or not kv.value.HasField("double_value"):
-                continue
-            output = kv.key.output_name or outputs.SERVED
-            values = result.setdefault(slice_name(per_slice.slice_key), {})
-            values[output, kv.key.name] = float(kv.value.double_value.value)
+    for v in metric_values(evaluation_uri):
+        if v.model == model:
+            result.setdefault(v.slice, {})[v.output, v.metric] = v.value
     return result
 
 
