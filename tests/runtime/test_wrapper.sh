@@ -83,7 +83,8 @@ t_ctrl_c() {  # Ctrl-C on a terminal reaches the command once (KeyboardInterrupt
   command -v script >/dev/null || { echo "  (skipped: no script(1) to make a terminal)"; return 0; }
   local ready="$root/.wrapper-check-$$-ready-tty" done="$root/.wrapper-check-$$-done-tty" out rc
   # The terminal's input stays open until the command has finished; ^C goes only once it is waiting.
-  out="$({ wait_for_file "$ready"; printf '\003'; wait_for_file "$done"; } | script -qec "bin/cvrank exec -- python -c 'import sys, time
+  # ^C also reaches script's shell: the trap keeps a non-interactive dash (SHELL unset) alive.
+  out="$({ wait_for_file "$ready"; printf '\003'; wait_for_file "$done"; } | script -qec "trap : INT; bin/cvrank exec -- python -c 'import sys, time
 open(sys.argv[1], \"w\").close()
 try:
     time.sleep(30)
