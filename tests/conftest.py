@@ -44,6 +44,16 @@ def run_sweep(workspace, *grid: str) -> Sweep:
     return Sweep(config, [r.run_id for r in rows if r.run_id not in before], code, out.getvalue())
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`--dist loadgroup`), each test file runs whole on one worker, so a module-scoped
+    fixture is built once; the files that share `tiny_history` run on one worker, which builds it once."""
+    shared = {item.module.__name__ for item in items if "tiny_history" in item.fixturenames}
+    for item in items:
+        group = "tiny_history" if item.module.__name__ in shared else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def tiny_history(tmp_path_factory) -> Sweep:
     """A workspace whose history is one sweep over a trainer setting on the tiny dataset: `epochs=5,6`,
