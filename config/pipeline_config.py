@@ -106,6 +106,9 @@ class PipelineConfig(Settings):
     hybrid_ranking: bool = Field(
         True, description="Serving model: rank by embeddings fused with BM25 and pseudo-relevance feedback, "
                           "weights fitted on the eval jobs (false: embedding cosine only)")
+    fusion_fit_max_jobs: int = Field(
+        500, ge=1, description="Serving model: most eval jobs the fusion weights are fitted on (evenly spaced "
+                               "among them); the fit ranks every CV for each, so its cost grows with jobs x CVs")
     # Evaluator.
     map_floor: float = Field(0.05, ge=0, le=1, description="Evaluator: a model is blessed only with MAP at least this")
     bless_over_bm25: bool = Field(

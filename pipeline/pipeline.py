@@ -134,7 +134,8 @@ def create_pipeline(config: PipelineConfig) -> Pipeline:
         embedding_dim=config.embedding_dim, epochs=config.epochs,
         x_max=config.x_max, alpha=config.alpha, learning_rate=config.learning_rate,
         batch_size=config.batch_size, seed=config.seed, doc_weighting=config.doc_weighting,
-        top_k=config.top_k, hybrid_ranking=config.hybrid_ranking)
+        top_k=config.top_k, hybrid_ranking=config.hybrid_ranking,
+        fusion_fit_max_jobs=config.fusion_fit_max_jobs)
 
     baseline = previous_blessed_model_resolver(trainer.outputs["model"])
     evaluator = Evaluator(

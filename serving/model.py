@@ -68,6 +68,7 @@ SIF_A = 2e-3
 # Weight of the r-th feedback CV (0-based rank r) relative to the first: FEEDBACK_DECAY ** r.
 FEEDBACK_DECAY = 0.5
 _BATCH = 512
+_FINGERPRINT_BUCKETS = 2**63 - 1  # tf.strings.to_hash_bucket_fast: the 64-bit fingerprint, non-negative
 
 
 def token_weights(doc_token_ids: list, vocab_size: int, scheme: str, sif_a: float = SIF_A) -> np.ndarray:
@@ -390,11 +391,7 @@ class RankingModel(tf.Module):
         })
         ids = tf.sparse.reorder(parsed["judged_cv_ids"])
         rel = tf.sparse.reorder(parsed["judged_relevance"])
-        # The column of each judged id in the index, found from the cv_ids variable at call time, so the
-        # index can be replaced without rebuilding a lookup table: [judged, n_cvs] matches.
-        matches = tf.equal(tf.expand_dims(ids.values, 1), tf.expand_dims(self.cv_ids, 0))
-        known = tf.reduce_any(matches, axis=1)
-        cols = tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64)
+        cols, known = _index_columns(self.cv_ids, ids.values)
         rows = tf.boolean_mask(ids.indices[:, 0], known)
         indices = tf.stack([rows, tf.boolean_mask(cols, known)], axis=1)
         values = tf.cast(tf.boolean_mask(rel.values, known), tf.float32)
@@ -412,6 +409,23 @@ class RankingModel(tf.Module):
             "evaluate": tf.function(self.evaluate, input_signature=examples).get_concrete_function(),
             "relevance_labels": tf.function(self.relevance_labels, input_signature=examples).get_concrete_function(),
         }
+
+
+def _index_columns(index_ids: tf.Tensor, ids: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """The column of each of `ids` in `index_ids` (int64; meaningless where not found) and whether it was
+    found (bool). Found from the index at call time, so the index can be replaced without rebuilding a
+    lookup table: a binary search among the index's sorted 64-bit fingerprints, then an exact comparison
+    of the ids, O((ids + index) log index) where comparing every id with every index entry grew with
+    their product (judged CVs per job times CVs)."""
+    n = tf.shape(index_ids, out_type=tf.int64)[0]
+    keys = tf.strings.to_hash_bucket_fast(index_ids, _FINGERPRINT_BUCKETS)
+    order = tf.argsort(keys, stable=True)
+    positions = tf.searchsorted(tf.gather(keys, order), tf.strings.to_hash_bucket_fast(ids, _FINGERPRINT_BUCKETS),
+                                side="left", out_type=tf.int64)  # n: after every fingerprint
+    # Position n maps to column n, an empty id past the index's end that no judged id equals.
+    cols = tf.gather(tf.concat([tf.cast(order, tf.int64), tf.reshape(n, [1])], 0), positions)
+    known = tf.equal(tf.gather(tf.concat([index_ids, [""]], 0), cols), ids) & tf.less(cols, n)
+    return cols, known
 
 
 def build_model(tft_output: tft.TFTransformOutput, vectors: np.ndarray, cv_ids: np.ndarray,

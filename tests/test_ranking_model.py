@@ -188,3 +188,35 @@ def test_index_update_replaces_and_adds_cvs_and_reweights_the_whole_index(model,
     np.testing.assert_allclose(updated.bm25_values.numpy(), expected.bm25_values, rtol=1e-6)
     top = updated.serve(tf.constant([b"lighthouse fresnel lens fog signal"]))["cv_ids"].numpy()[0]
     assert top[0] == ids[0].encode()
+
+
+def test_relevance_labels_place_each_judged_cv_in_its_index_column(model):
+    m, _ = model
+    index = [i.decode() for i in m.cv_ids.numpy()]
+    rng = np.random.default_rng(3)
+    jobs = []
+    for _ in range(7):
+        judged = [index[k] for k in rng.choice(len(index), size=rng.integers(0, 6), replace=False)]
+        judged += ["cv-not-indexed", ""][: rng.integers(0, 3)]  # unknown ids get no column
+        jobs.append({cv: int(rng.integers(1, 3)) for cv in judged})
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        "judged_cv_ids": tf.train.Feature(bytes_list=tf.train.BytesList(value=[c.encode() for c in job])),
+        "judged_relevance": tf.train.Feature(int64_list=tf.train.Int64List(value=list(job.values()))),
+    })).SerializeToString() for job in jobs]
+    expected = np.zeros((len(jobs), len(index)), np.float32)
+    for row, job in enumerate(jobs):
+        for cv, relevance in job.items():
+            if cv in index:
+                expected[row, index.index(cv)] = relevance
+    np.testing.assert_array_equal(m.labels_of_examples(examples), expected)
+    assert expected.sum() > 0
+
+
+def test_the_fusion_fit_takes_at_most_its_job_limit_evenly_spaced_whatever_the_order():
+    from components.glove_trainer.executor import fit_jobs
+
+    jobs = [f"job-{k:03d}".encode() for k in range(10)]
+    shuffled = [jobs[k] for k in np.random.default_rng(1).permutation(10)]
+    assert fit_jobs(shuffled, 10) == jobs and fit_jobs(shuffled, 50) == jobs
+    assert fit_jobs(shuffled, 4) == fit_jobs(jobs, 4) == [jobs[0], jobs[3], jobs[6], jobs[9]]
+    assert fit_jobs(shuffled, 1) == [jobs[0]]

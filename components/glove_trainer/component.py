@@ -33,13 +33,14 @@ class GloveTrainer(base_component.BaseComponent):
                  learning_rate: float = default("learning_rate"), batch_size: int = default("batch_size"),
                  seed: int = default("seed"), doc_weighting: str = default("doc_weighting"),
                  top_k: int = default("top_k"), hybrid_ranking: bool = default("hybrid_ranking"),
+                 fusion_fit_max_jobs: int = default("fusion_fit_max_jobs"),
                  cv_split: str = "cvs", fit_split: str = "eval"):
         spec = GloveTrainerSpec(
             cooccurrence=cooccurrence, transform_graph=transform_graph, cvs=cvs, ranking_examples=ranking_examples,
             embedding_dim=embedding_dim, epochs=epochs, x_max=float(x_max), alpha=float(alpha),
             learning_rate=float(learning_rate), batch_size=batch_size, seed=seed,
             doc_weighting=doc_weighting, top_k=top_k, hybrid_ranking=int(bool(hybrid_ranking)),
-            cv_split=cv_split, fit_split=fit_split,
+            fusion_fit_max_jobs=fusion_fit_max_jobs, cv_split=cv_split, fit_split=fit_split,
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun))
         super().__init__(spec=spec)

@@ -47,6 +47,15 @@ def read_cvs(examples: types.Artifact, split: str) -> Tuple[np.ndarray, List[byt
     return np.array([r[0] for r in rows], dtype=object), [r[1] for r in rows]
 
 
+def fit_jobs(jobs: List[bytes], max_jobs: int) -> List[bytes]:
+    """At most `max_jobs` of `jobs` (serialized ranking examples), evenly spaced in byte order, so the
+    choice does not depend on how the examples were sharded; all of them when there are no more."""
+    ordered = sorted(jobs)
+    if len(ordered) <= max_jobs:
+        return ordered
+    return [ordered[k] for k in np.linspace(0, len(ordered) - 1, max_jobs).round().astype(int)]
+
+
 def fit_served_ranking(model, jobs: List[bytes]) -> fusion.FusionFit:
     """Fits the model's fusion parameters on `jobs` (serialized ranking examples) and sets them."""
     scores = model.score_examples(jobs)
@@ -61,7 +70,8 @@ class Executor(base_executor.BaseExecutor):
     """Trains GloVe, writes the vectors in GloVe's text format and exports the serving SavedModel to
     `<model>/Format-Serving`; TensorBoard logs of the loss per epoch go to the ModelRun artifact. With
     `hybrid_ranking`, the served ranking's fusion parameters are fitted on split `fit_split` of
-    `ranking_examples` (trainer.fusion) and recorded on the Model as `fusion_*` custom properties."""
+    `ranking_examples` (at most `fusion_fit_max_jobs` of its jobs: `fit_jobs`; trainer.fusion) and recorded
+    on the Model as `fusion_*` custom properties."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
            exec_properties: Dict[str, Any]) -> None:
@@ -96,9 +106,9 @@ class Executor(base_executor.BaseExecutor):
         if exec_properties[spec.HYBRID_RANKING_KEY]:
             jobs = read_examples(artifact_utils.get_single_instance(input_dict[spec.RANKING_EXAMPLES_KEY]),
                                  exec_properties[spec.FIT_SPLIT_KEY])
-            fit = fit_served_ranking(model, jobs)
-            logging.info("served ranking fitted on %d %s jobs: %s (objective %.4f; embedding only %.4f)",
-                         fit.num_jobs, exec_properties[spec.FIT_SPLIT_KEY], fit.params, fit.objective,
+            fit = fit_served_ranking(model, fit_jobs(jobs, exec_properties[spec.FIT_MAX_JOBS_KEY]))
+            logging.info("served ranking fitted on %d of %d %s jobs: %s (objective %.4f; embedding only %.4f)",
+                         fit.num_jobs, len(jobs), exec_properties[spec.FIT_SPLIT_KEY], fit.params, fit.objective,
                          fit.embedding_objective)
             model_artifact.set_float_custom_property("fusion_objective", fit.objective)
             model_artifact.set_float_custom_property("fusion_embedding_objective", fit.embedding_objective)

@@ -22,6 +22,7 @@ TOP_K_KEY = "top_k"
 CV_SPLIT_KEY = "cv_split"
 HYBRID_RANKING_KEY = "hybrid_ranking"
 FIT_SPLIT_KEY = "fit_split"
+FIT_MAX_JOBS_KEY = "fusion_fit_max_jobs"
 
 
 class GloveTrainerSpec(ComponentSpec):
@@ -34,6 +35,7 @@ class GloveTrainerSpec(ComponentSpec):
         CV_SPLIT_KEY: ExecutionParameter(type=str),
         HYBRID_RANKING_KEY: ExecutionParameter(type=int),
         FIT_SPLIT_KEY: ExecutionParameter(type=str),
+        FIT_MAX_JOBS_KEY: ExecutionParameter(type=int),
     }
     INPUTS = {
         COOCCURRENCE_KEY: ChannelParameter(type=CooccurrenceMatrix),
