@@ -237,6 +237,7 @@ def measure(data_dir: str, workspace: str, result_path: str) -> int:
     from config import PipelineConfig
     from orchestration import runner
     from orchestration.console import RunOutput
+    from orchestration.pipeline_dirs import write_atomically
     from orchestration.runs import new_run_id, run_log_path
     from pipeline import beam
     from pipeline.pipeline import create_pipeline
@@ -257,10 +258,7 @@ def measure(data_dir: str, workspace: str, result_path: str) -> int:
 
     def save():
         with lock:
-            text = json.dumps(result, indent=1)
-            with open(result_path + ".tmp", "w") as f:
-                f.write(text)
-            os.replace(result_path + ".tmp", result_path)
+            write_atomically(result_path, json.dumps(result, indent=1).encode())
 
     def running(node, peak_mb):
         with lock:
@@ -483,7 +481,7 @@ def report(results: List[dict], meta: dict) -> str:
               f"Flagged (**bold**) above {FASTER_THAN_LINEAR} for nodes over 5 s. CPU s: the run's process "
               "only; in multi-process Beam mode the workers do the work, and their CPU time is not counted.", "",
               head, "|---|" + "---:|" * (len(sizes) * 2 + len(pairs))]
-    flagged = {}
+    flagged = {}  # node -> [(a, b, exponent)] of the size pairs it grew faster than linear between
     for node in order:
         walls = [r["nodes"].get(node, {}).get("wall_s") for r in results]
         shown = [fmt(w) if w is not None or stopped_node(r) != node else f"stopped at {r['running']['elapsed_s']:.0f}"
@@ -495,7 +493,7 @@ def report(results: List[dict], meta: dict) -> str:
         for (a, b), e in zip(pairs, exps):
             slow = e is not None and e > FASTER_THAN_LINEAR and (done_wall(b, node) or 0) > 5
             if slow:
-                flagged[node] = max(flagged.get(node, 0), e)
+                flagged.setdefault(node, []).append((a, b, e))
             cells.append(f"**{e:.2f}**" if slow else fmt(e, ".2f"))
         cpus = [r["nodes"].get(node, {}).get("cpu_s") for r in results]
         lines.append(f"| {node} | " + " | ".join(shown) + " | " + " | ".join(cells) + " | "
@@ -504,8 +502,6 @@ def report(results: List[dict], meta: dict) -> str:
     lines += ["", "## Input-driven exponents", "",
               "| what | " + " | ".join(f"{a['size']}→{b['size']}" for a, b in pairs) + " |",
               "|---|" + "---:|" * len(pairs)]
-
-    node_wall = done_wall
 
     def phase(r, name, key="phases"):
         done = r["nodes"].get("GloveTrainer", {}).get(key)
@@ -518,12 +514,12 @@ def report(results: List[dict], meta: dict) -> str:
         return (rows.get("jobs") or 0) * (rows.get("cvs") or 0) or None
 
     for label, t, x in [
-        ("CooccurrenceGen time vs tokens", lambda r: node_wall(r, "CooccurrenceGen"), lambda r: r.get("tokens")),
-        ("GloveTrainer time vs non-zeros", lambda r: node_wall(r, "GloveTrainer"), lambda r: r.get("nonzeros")),
+        ("CooccurrenceGen time vs tokens", lambda r: done_wall(r, "CooccurrenceGen"), lambda r: r.get("tokens")),
+        ("GloveTrainer time vs non-zeros", lambda r: done_wall(r, "GloveTrainer"), lambda r: r.get("nonzeros")),
         ("GloVe epochs (phase) vs non-zeros", lambda r: phase(r, "GloVe epochs"), lambda r: r.get("nonzeros")),
         ("score eval jobs (phase) vs jobs x CVs", lambda r: phase(r, "score eval jobs"), jobs_x_cvs),
         ("fusion grid search (phase) vs jobs x CVs", lambda r: phase(r, "fusion grid search"), jobs_x_cvs),
-        ("Evaluator time vs jobs x CVs", lambda r: node_wall(r, "Evaluator"), jobs_x_cvs),
+        ("Evaluator time vs jobs x CVs", lambda r: done_wall(r, "Evaluator"), jobs_x_cvs),
         ("tokens vs size factor", lambda r: r.get("tokens"), lambda r: r["size"]),
         ("non-zeros vs size factor", lambda r: r.get("nonzeros"), lambda r: r["size"]),
         ("judgments vs size factor", lambda r: r.get("dataset", {}).get("rows", {}).get("judgments"),
@@ -582,17 +578,10 @@ def report(results: List[dict], meta: dict) -> str:
 
     if flagged:
         lines += ["", "## Faster than linear", ""]
-        for node, e in flagged.items():
-            lines.append(f"- {node} (exponent up to {e:.2f}): {cost_note(node, flagged_pairs(node, results))}")
+        for node, pairs in flagged.items():
+            lines.append(f"- {node} (exponent up to {max(e for _, _, e in pairs):.2f}): "
+                         f"{cost_note(node, [(a, b) for a, b, _ in pairs])}")
     return "\n".join(lines) + "\n"
-
-
-def flagged_pairs(node: str, results: List[dict]) -> List[tuple]:
-    """The consecutive size pairs (sorted results) between which `node`'s exponent is flagged."""
-    pairs = zip(results, results[1:])
-    return [(a, b) for a, b in pairs
-            if (done_wall(b, node) or 0) > 5
-            and (exponent(done_wall(a, node), done_wall(b, node), a["size"], b["size"]) or 0) > FASTER_THAN_LINEAR]
 
 
 def cost_note(node: str, pairs: List[tuple]) -> str:

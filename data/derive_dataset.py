@@ -427,13 +427,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--distractors must be at least 0")
     if not args.strict and not args.distractors:
         p.error("nothing to derive: give --strict and/or --distractors N")
-    if os.path.realpath(args.out) == os.path.realpath(args.source):
-        p.error("--out must not be the --source dataset")
-    if os.path.isdir(args.out) and os.listdir(args.out) and not args.force:
-        p.error(f"{args.out} is not empty; pass --force to replace its dataset files")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        p.error(f"{args.out} exists and is not a directory")
+    check_out(p, args)
     return args
+
+
+def check_out(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses (parser.error) an `args.out` that is `args.source`, is not a directory, or is a
+    non-empty directory without `args.force`."""
+    if os.path.realpath(args.out) == os.path.realpath(args.source):
+        parser.error("--out must not be the --source dataset")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"{args.out} exists and is not a directory")
+    if os.path.isdir(args.out) and os.listdir(args.out) and not args.force:
+        parser.error(f"{args.out} is not empty; pass --force to replace its dataset files")
 
 
 def main(argv=None) -> int:

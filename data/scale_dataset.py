@@ -45,8 +45,8 @@ from dataclasses import dataclass
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from build_dataset import (Occupation, check, clean, csv_bytes, make_cvs, rng_for,  # noqa: E402
                            sha256_bytes, soc_major, soc_minor, stable_key)
-from derive_dataset import (COLUMNS, KINDS, REQUIRED_KINDS, STRICT_RELEVANCE, clear_output,  # noqa: E402
-                            cv_items, kind_files, read_kind, relevance_of)
+from derive_dataset import (COLUMNS, KINDS, REQUIRED_KINDS, STRICT_RELEVANCE, check_out,  # noqa: E402
+                            clear_output, cv_items, kind_files, read_kind, relevance_of)
 
 CAREER_CHANGE_RATE = 0.2  # as data/onet was built (build_dataset.py's default)
 SPARE_CVS = 2             # drawn per occupation beyond the need, replacing any that repeat a source CV
@@ -371,12 +371,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.factor < 1:
         p.error("--factor must be at least 1")
-    if os.path.realpath(args.out) == os.path.realpath(args.source):
-        p.error("--out must not be the --source dataset")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        p.error(f"{args.out} exists and is not a directory")
-    if os.path.isdir(args.out) and os.listdir(args.out) and not args.force:
-        p.error(f"{args.out} is not empty; pass --force to replace its dataset files")
+    check_out(p, args)
     return args
 
 
