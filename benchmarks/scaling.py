@@ -247,8 +247,8 @@ def measure(data_dir: str, workspace: str, result_path: str) -> int:
     run_id = new_run_id()
     result = {
         "data_dir": data_dir, "workspace": workspace, "run_id": run_id, "dataset": dataset_facts(data_dir),
-        "beam_mode": "multi-process" if args == beam.MULTI_PROCESS else
-                     "in-process" if args == beam.IN_PROCESS else " ".join(args),
+        "beam_mode": "multi-process" if tuple(args) == beam.MULTI_PROCESS else
+                     "in-process" if tuple(args) == beam.IN_PROCESS else " ".join(args),
         "nodes": {}, "order": [], "running": None, "finished": False,
     }
     lock = threading.RLock()  # the sampler thread reports while nodes start and end

@@ -30,8 +30,9 @@ from dataset.files import dataset_files
 MULTI_PROCESS_FROM_BYTES = 256 * 1024 * 1024
 FN_API_RUNNER = "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 SETUP_FILE = "--setup_file=" + os.path.join(PROJECT_ROOT, "setup.py")
-IN_PROCESS = [FN_API_RUNNER, SETUP_FILE, "--direct_running_mode=in_memory", "--direct_num_workers=1"]
-MULTI_PROCESS = [FN_API_RUNNER, SETUP_FILE, "--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+# Tuples: TFX's Beam executors extend the list they are given, and these are shared by every caller.
+IN_PROCESS = (FN_API_RUNNER, SETUP_FILE, "--direct_running_mode=in_memory", "--direct_num_workers=1")
+MULTI_PROCESS = (FN_API_RUNNER, SETUP_FILE, "--direct_running_mode=multi_processing", "--direct_num_workers=0")
 
 
 def dataset_bytes(data_dir: str) -> int:
@@ -41,7 +42,7 @@ def dataset_bytes(data_dir: str) -> int:
 
 
 def beam_pipeline_args(config: PipelineConfig) -> List[str]:
-    """The Beam options of the pipeline of `config` (module docstring)."""
+    """The Beam options of the pipeline of `config` (module docstring), as a new list."""
     if config.beam_pipeline_args:
         return list(config.beam_pipeline_args)
-    return MULTI_PROCESS if dataset_bytes(config.data_dir) >= MULTI_PROCESS_FROM_BYTES else IN_PROCESS
+    return list(MULTI_PROCESS if dataset_bytes(config.data_dir) >= MULTI_PROCESS_FROM_BYTES else IN_PROCESS)

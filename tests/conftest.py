@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import os
 from typing import List
 
 import pytest
@@ -44,14 +45,29 @@ def run_sweep(workspace, *grid: str) -> Sweep:
     return Sweep(config, [r.run_id for r in rows if r.run_id not in before], code, out.getvalue())
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`--dist loadgroup`), each test file runs whole on one worker, so a module-scoped
-    fixture is built once; the files that share `tiny_history` run on one worker, which builds it once."""
-    shared = {item.module.__name__ for item in items if "tiny_history" in item.fixturenames}
-    for item in items:
-        group = "tiny_history" if item.module.__name__ in shared else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist with `--dist loadfile`, each test file runs whole on one worker, so a module-scoped
+    fixture is built once; the files that name `tiny_history` run together on one worker, which builds that
+    session fixture once. (xdist's own `loadgroup` marks have no effect under pytest 9: it renames items
+    through an attribute pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    shared = set()
+    for name in os.listdir(tests_dir):
+        if name.startswith("test_") and name.endswith(".py"):
+            with open(os.path.join(tests_dir, name), encoding="utf-8") as f:
+                if "tiny_history" in f.read():
+                    shared.add(os.path.relpath(os.path.join(tests_dir, name), str(config.rootpath)))
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "tiny_history" if path in shared else path
+
+    return Scheduling(config, log)
 
 
 @pytest.fixture(scope="session")

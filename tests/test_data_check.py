@@ -41,7 +41,7 @@ from pipeline.beam import IN_PROCESS
 
 TINY = os.path.join(PROJECT_ROOT, "tests", "data", "tiny")
 SCHEMAS = os.path.join(PROJECT_ROOT, "pipeline", "schemas")
-BEAM_ARGS = IN_PROCESS
+BEAM_ARGS = list(IN_PROCESS)
 SLICE_FEATURES = ("major_group", "text_words_bucket")
 
 
@@ -301,7 +301,7 @@ def _run_executor(root, judgments, anomalies=None, jobs=None):
         "jobs_anomalies": [_anomalies_artifact(root, "ja", jobs)],
         "judgments_anomalies": [_anomalies_artifact(root, "ua", ["all"])],
     }
-    context = executor.Executor.Context(beam_pipeline_args=BEAM_ARGS,
+    context = executor.Executor.Context(beam_pipeline_args=list(IN_PROCESS),  # the executor extends it
                                         tmp_dir=os.path.join(root, "tmp"), unique_id="1")
     executor.Executor(context).Do(inputs, {"ranking_examples": [output]}, {
         "max_samples": 10, "relevance_threshold": 1.0, "eval_split": "eval",

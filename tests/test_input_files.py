@@ -513,7 +513,7 @@ def test_split_kind_rejects_patterns_without_a_kind(pattern):
 
 # ---- real TFX: FileCheck and DatasetExampleGen ---------------------------------------------------
 
-BEAM_ARGS = IN_PROCESS
+BEAM_ARGS = list(IN_PROCESS)
 PIPELINE_NAME = "input-files-test"
 SCHEMAS = os.path.join(PROJECT_ROOT, "pipeline", "schemas")
 # A CV with a quoted multi-line field, added to both copies of the tiny dataset.

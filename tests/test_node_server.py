@@ -27,7 +27,7 @@ from pipeline.beam import IN_PROCESS
 
 _ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (PROJECT_ROOT, os.environ.get("PYTHONPATH")) if p)}
 _CLIENT = "import sys\nfrom orchestration import node_client\nnode_client.run_node(*sys.argv[1:4])\n"
-_ONE_WORKER = IN_PROCESS
+_ONE_WORKER = list(IN_PROCESS)
 
 
 class Server:

@@ -1044,7 +1044,7 @@ def _run_evaluator(root, examples, candidate, baseline=None, bless_over_bm25=Fal
         baseline.id = 2
         inputs["baseline_model"] = [baseline]
     eval_config = build_eval_config(PipelineConfig(bless_over_bm25=bless_over_bm25, map_floor=map_floor))
-    context = executor.Executor.Context(beam_pipeline_args=IN_PROCESS,
+    context = executor.Executor.Context(beam_pipeline_args=list(IN_PROCESS),
                                         tmp_dir=str(root / run / "tmp"), unique_id="1")
     executor.Executor(context).Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]}, {
         "eval_config": proto_utils.proto_to_json(eval_config), "example_splits": json.dumps(["eval"])})

@@ -339,7 +339,9 @@ def run_cli(*args, cwd=PROJECT_ROOT):
 
 
 @pytest.mark.slow
-def test_index_adds_cvs_and_the_server_picks_them_up(server, tmp_path):
+def test_index_adds_cvs_and_the_server_picks_them_up(server, models, tmp_path):
+    if V2 not in versions_on_disk(server.base):  # V2 (with NEW_CV) is what the update starts from
+        copy_version(models[V2], str(server.base), V2)
     cvs = tmp_path / "new.csv"
     cvs.write_text("\ufeffcv_id,text\r\ncv-new-777,\"Lighthouse keeper, fog signal maintenance, Fresnel lens "
                    "polishing\"\r\n", encoding="utf-8")

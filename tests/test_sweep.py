@@ -33,6 +33,20 @@ def _states(store, pipeline_name, run_id):
     return mlmd.run_node_states(store, pipeline_name, run_id)
 
 
+def _executions_of(store, pipeline_name, node):
+    """Each execution of an ExampleGen `node`, one line each: id, state, the properties of its cache key that
+    come from the input files, its cache key and whether its outputs exist (what explains a cache miss)."""
+    lines = []
+    for e in mlmd.node_executions(store, pipeline_name, node):
+        props = {k: v.string_value or v.int_value for k, v in e.custom_properties.items()
+                 if k in ("input_fingerprint", "span", "version", "input_base")}
+        outputs = {uri: os.path.exists(uri) for arts in mlmd.execution_outputs(store, e.id).values()
+                   for uri in (a.uri for a in arts)}
+        cache_keys = [c.name[:12] for c in store.get_contexts_by_execution(e.id) if c.type == "execution_cache"]
+        lines.append(f"{e.id} {mlmd.state_name(e.last_known_state)} cache key {cache_keys} {props} outputs {outputs}")
+    return "\n".join(lines)
+
+
 def _complete_executions(store, pipeline_name, node):
     return [e for e in mlmd.node_executions(store, pipeline_name, node) if e.last_known_state == mlmd.Execution.COMPLETE]
 
@@ -188,6 +202,8 @@ def test_window_sweep_reruns_cooccurrence_not_transform(tiny_history, tmp_path):
     store = mlmd.open_store(sweep.config.metadata_connection())
     for run_id in sweep.run_ids:
         states = _states(store, sweep.config.pipeline_name, run_id)
-        assert states["Transform"] == "CACHED" and states["CooccurrenceGen"] == "COMPLETE", states
+        if not (states["Transform"] == "CACHED" and states["CooccurrenceGen"] == "COMPLETE"):
+            pytest.fail(f"{states}\njobs_example_gen executions:\n"
+                        f"{_executions_of(store, sweep.config.pipeline_name, 'jobs_example_gen')}")
     assert len(_complete_executions(store, sweep.config.pipeline_name, "Transform")) == 1
     assert len(_complete_executions(store, sweep.config.pipeline_name, "CooccurrenceGen")) == 3

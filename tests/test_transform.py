@@ -341,7 +341,7 @@ def test_tfx_transform_component(tmp_path):
         components=[example_gen, schema_gen, transform],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(tmp_path / "metadata.sqlite")),
-        beam_pipeline_args=IN_PROCESS,
+        beam_pipeline_args=list(IN_PROCESS),
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
 
